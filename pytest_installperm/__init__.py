@@ -1,0 +1,36 @@
+"""pytest-installperm: test what installers do when they may not write.
+
+Fixtures: ``installperm`` (an :class:`InstallPerm`), ``make_wheel`` and
+``installperm_fakefs``. See the README for the contract.
+"""
+
+from __future__ import annotations
+
+from pytest_installperm.changes import Changes
+from pytest_installperm.environment import Environment, InstallPerm
+from pytest_installperm.errors import (
+    BackendError,
+    InstallPermError,
+    InterpreterError,
+    LockUnavailable,
+    PlacementError,
+    RoleError,
+    ScenarioError,
+    WheelError,
+)
+from pytest_installperm.run import RunResult
+
+__all__ = [
+    "BackendError",
+    "Changes",
+    "Environment",
+    "InstallPerm",
+    "InstallPermError",
+    "InterpreterError",
+    "LockUnavailable",
+    "PlacementError",
+    "RoleError",
+    "RunResult",
+    "ScenarioError",
+    "WheelError",
+]

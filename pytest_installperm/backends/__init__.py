@@ -1,0 +1,127 @@
+"""How a lock profile becomes real for a child process.
+
+A backend gets a sandbox whose directories were all created by us, and a plan
+saying which trees the child may write (``grant``) and which it must not
+(``deny``). It makes that plan hold at the kernel level, or says why it cannot,
+in which case the test is skipped with that reason. It never pretends.
+
+* ``chmod``: for a normal user. Denied trees lose their write bits.
+* ``privdrop``: for root. The child runs as an unprivileged uid; granted trees
+  are chowned to it, denied ones stay root's, exactly like a Docker image whose
+  system site belongs to root and whose user runs as uid 1000.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytest_installperm.errors import BackendError
+from pytest_installperm.locks import LockSpec
+
+BACKENDS = ("auto", "chmod", "privdrop", "mountns")
+
+CAP_DAC_OVERRIDE = 1
+
+
+@dataclass
+class Plan:
+    """Which trees the child may write and which it must not."""
+
+    grant: list[Path] = field(default_factory=list)
+    #: Denied directories; with ``True`` the whole tree below is denied too.
+    deny: list[tuple[Path, bool]] = field(default_factory=list)
+
+    def denied_trees(self) -> list[Path]:
+        return [p for p, recursive in self.deny if recursive]
+
+
+def effective_capabilities() -> int:
+    """This process's effective capability mask, from /proc (0 if unknown)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return 0xFFFFFFFF if os.geteuid() == 0 else 0
+
+
+def bypasses_permissions() -> bool:
+    """True when this process ignores file permission bits (root, or the cap)."""
+    return bool(effective_capabilities() & (1 << CAP_DAC_OVERRIDE))
+
+
+class Backend:
+    """Base class: a named way to enforce a :class:`Plan` on a child."""
+
+    name = "base"
+    #: Whether the interpreter must be copied so another uid can read it.
+    needs_readable_copies = False
+
+    def cannot_hold(self, spec: LockSpec) -> str | None:
+        """Why this backend cannot make ``spec`` hold here, or None if it can."""
+        raise NotImplementedError
+
+    def apply(self, plan: Plan) -> None:
+        """Make ``plan`` hold before the child starts."""
+        raise NotImplementedError
+
+    def popen_kwargs(self) -> Mapping[str, object]:
+        """Extra ``subprocess.Popen`` arguments that put the child in place."""
+        return {}
+
+    def wrap(self, argv: list[str], sandbox_root: Path) -> list[str]:
+        """The command line that actually starts the child (e.g. in a namespace)."""
+        return argv
+
+    def owner(self) -> tuple[int, int]:
+        """The uid and gid the child runs as."""
+        return os.geteuid(), os.getegid()
+
+
+def _walk(top: Path, skip: frozenset[Path]) -> list[tuple[str, bool, int]]:
+    """(path, is_dir, nlink) for ``top`` and all below it, minus ``skip`` trees."""
+    found: list[tuple[str, bool, int]] = []
+    stack = [str(top)]
+    skipped = {str(p) for p in skip}
+    while stack:
+        directory = stack.pop()
+        if directory in skipped:
+            continue
+        found.append((directory, True, 1))
+        try:
+            with os.scandir(directory) as it:
+                for entry in it:
+                    if entry.path in skipped:
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    else:
+                        st = entry.stat(follow_symlinks=False)
+                        found.append((entry.path, False, st.st_nlink if entry.is_file(
+                            follow_symlinks=False) else 0))
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def choose(name: str, spec: LockSpec, *, uid: int, gid: int) -> Backend:
+    """The backend called ``name`` ("auto" picks one), or BackendError."""
+    from pytest_installperm.backends.chmod import ChmodBackend
+    from pytest_installperm.backends.privdrop import PrivdropBackend
+
+    if name == "auto":
+        name = "privdrop" if os.geteuid() == 0 else "chmod"
+    if name == "chmod":
+        return ChmodBackend()
+    if name == "privdrop":
+        return PrivdropBackend(uid, gid)
+    if name == "mountns":
+        from pytest_installperm.backends.mountns import MountnsBackend
+
+        return MountnsBackend(uid, gid)
+    raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")

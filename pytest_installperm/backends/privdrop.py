@@ -1,0 +1,52 @@
+"""The ``privdrop`` backend: root runs the child as an unprivileged uid.
+
+Everything in a sandbox is created by root. Granted trees are handed to the
+child's uid; denied trees simply stay root's, which is the real situation the
+project exists for (a root-owned ``/usr/local`` and a non-root user).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pytest_installperm.backends import Backend, Plan, _walk
+from pytest_installperm.locks import LockSpec
+
+
+class PrivdropBackend(Backend):
+    name = "privdrop"
+    needs_readable_copies = True
+
+    def __init__(self, uid: int, gid: int) -> None:
+        self.uid = uid
+        self.gid = gid
+
+    def cannot_hold(self, spec: LockSpec) -> str | None:
+        if spec.mode == "readonly-fs":
+            return (
+                "backend 'privdrop' gives EACCES, not EROFS: lock_mode='readonly-fs' needs "
+                "the 'mountns' backend"
+            )
+        if os.geteuid() != 0:
+            return (
+                f"backend 'privdrop' needs root to run the child as uid {self.uid}; this "
+                f"process runs as uid {os.geteuid()}: use the 'chmod' backend"
+            )
+        if self.uid == 0:
+            return "backend 'privdrop' was given uid 0 for the child, and root ignores locks"
+        return None
+
+    def apply(self, plan: Plan) -> None:
+        denied = frozenset(p for p, recursive in plan.deny if recursive)
+        for top in plan.grant:
+            for path, is_dir, nlink in _walk(top, denied):
+                # Hard-linked files belong to a template: never chown those.
+                if is_dir or nlink <= 1:
+                    os.lchown(path, self.uid, self.gid)
+
+    def popen_kwargs(self) -> Mapping[str, object]:
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+    def owner(self) -> tuple[int, int]:
+        return self.uid, self.gid

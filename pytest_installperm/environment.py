@@ -1,0 +1,345 @@
+"""An environment under test: a fake system interpreter (or a venv on one),
+its user directories, its locks, and a way to run installers in it.
+
+:class:`InstallPerm` is the factory behind the ``installperm`` fixture; it
+builds :class:`Environment` objects and removes their sandboxes afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+
+from pytest_installperm.backends import Backend, Plan
+from pytest_installperm.changes import Snapshot
+from pytest_installperm.errors import LockUnavailable, RoleError
+from pytest_installperm.interpreter import SCHEME_KEYS, Template, create_venv
+from pytest_installperm.locks import LockSpec
+from pytest_installperm.run import Arg, RunResult, execute
+from pytest_installperm.sandbox import Sandbox
+from pytest_installperm.session import PipCopy, SchemeFacts, Session, library_path
+
+#: Roles every run may write to, whatever is locked.
+ALWAYS_ALLOWED = frozenset({"cache", "tmp", "work"})
+DEFAULT_TIMEOUT = 120.0
+
+
+class Environment:
+    """A real interpreter in a sandbox, with some of its directories locked."""
+
+    def __init__(self, *, kind: str, sandbox: Sandbox, python: Path, spec: LockSpec,
+                 backend: Backend, system: Mapping[str, Path], user: Mapping[str, Path],
+                 userbase: Path, defaults: Mapping[str, str], tools: Path) -> None:
+        self.kind = kind
+        self.sandbox = sandbox
+        self.python = python
+        self.spec = spec
+        self._backend = backend
+        self._system = MappingProxyType(dict(system))
+        self._user = MappingProxyType(dict(user))
+        self.userbase = userbase
+        self._defaults = dict(defaults)
+        self._tools = tools
+        self._snapshot: Snapshot | None = None
+        self.roles: Mapping[str, Path] = MappingProxyType(self._roles())
+        self.allowed_roles = self._allowed()
+
+    # -- description -----------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return self.sandbox.root
+
+    @property
+    def home(self) -> Path:
+        return self.sandbox.home
+
+    @property
+    def backend(self) -> str:
+        return self._backend.name
+
+    @property
+    def prefix(self) -> Path:
+        """The environment's own prefix: the system prefix, or the venv."""
+        return self.sandbox.venv if self.kind == "venv" else self.sandbox.prefix
+
+    def paths(self, role: str) -> Mapping[str, Path]:
+        """Scheme paths (purelib, platlib, scripts, data, headers) of a role."""
+        if role == "system":
+            return self._system
+        if role == "user":
+            return self._user
+        raise RoleError(f"paths({role!r}): scheme paths exist for 'system' and 'user' only")
+
+    def _roles(self) -> dict[str, Path]:
+        roles = {
+            "system": self.prefix,
+            "system-scripts": self._system["scripts"],
+            "user": self.userbase,
+            "home": self.sandbox.home,
+            "cache": self.sandbox.cache,
+            "tmp": self.sandbox.tmp,
+            "work": self.sandbox.work,
+            "stage": self.sandbox.stage,
+        }
+        if self.kind == "venv":
+            roles["base"] = self.sandbox.prefix
+        return roles
+
+    def _allowed(self) -> frozenset[str]:
+        allowed = set(ALWAYS_ALLOWED)
+        locked = self.spec.locked
+        if "system" not in locked:
+            allowed.add("system")
+            if "system-scripts" not in locked:
+                allowed.add("system-scripts")
+        if "home" not in locked and self.spec.home == "present":
+            allowed.add("home")
+            if "user" not in locked:
+                allowed.add("user")
+        return frozenset(allowed)
+
+    def role_of(self, path: Path) -> str | None:
+        """The most specific role whose directory holds ``path``."""
+        best: tuple[int, str] | None = None
+        for name, top in self.roles.items():
+            if path == top or top in path.parents:
+                depth = len(top.parts)
+                if best is None or depth > best[0]:
+                    best = (depth, name)
+        return best[1] if best else None
+
+    def __repr__(self) -> str:
+        return (f"<Environment {self.kind} python={self.python} backend={self.backend} "
+                f"{self.spec.describe()}>")
+
+    # -- running ---------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        if self._snapshot is None:
+            self._snapshot = Snapshot.take(self.sandbox.root)
+        return self._snapshot
+
+    def child_env(self, extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
+        dirs = [self._system["scripts"], self._user["scripts"], self._tools]
+        return self.sandbox.child_env(path_dirs=dirs, extra=extra, defaults=self._defaults)
+
+    def _stage(self, arg: Arg) -> str:
+        """Path arguments to files outside the sandbox are staged readable."""
+        if isinstance(arg, os.PathLike):
+            path = Path(arg)
+            if path.is_file() and self.sandbox.root not in path.resolve().parents:
+                with _writable(self.sandbox.stage):
+                    return str(self.sandbox.stage_file(path))
+            return str(path)
+        return str(arg)
+
+    def run(self, argv: Sequence[Arg], *, env: Mapping[str, str | None] | None = None,
+            timeout: float = DEFAULT_TIMEOUT) -> RunResult:
+        """Run ``argv`` as the locked-out child and return what it did.
+
+        ``env`` adds to (or, with None values, removes from) the constructed
+        environment; nothing from this process's environment gets in otherwise.
+        """
+        snapshot = self.snapshot()
+        args = [self._stage(a) for a in argv]
+        if any(isinstance(a, os.PathLike) for a in argv):
+            snapshot.update()  # staging is ours, not the child's
+        status, out, err, timed_out, error, seconds = execute(
+            self._backend.wrap(args, self.sandbox.root), env=self.child_env(env), cwd=self.sandbox.work, timeout=timeout,
+            popen_kwargs=self._backend.popen_kwargs(),
+        )
+        changes = snapshot.update().with_roles(self.roles)
+        outside = frozenset(p for p in changes.all if self.role_of(p) not in self.allowed_roles)
+        return RunResult(tuple(args), status, out, err, changes, outside, self,
+                         timed_out=timed_out, error=error, duration_s=seconds)
+
+    def pip(self, *args: Arg, env: Mapping[str, str | None] | None = None,
+            timeout: float = DEFAULT_TIMEOUT) -> RunResult:
+        """``python -m pip ARGS`` in this environment."""
+        return self.run([self.python, "-m", "pip", *args], env=env, timeout=timeout)
+
+    def tool(self, name: str) -> Path:
+        """The readable copy of an installer program (e.g. ``uv``) for children."""
+        path = self._tools / name
+        if not path.exists():
+            raise FileNotFoundError(f"installer program {name!r} was not found when the "
+                                    f"session started (looked in this interpreter's scripts "
+                                    f"directory and PATH)")
+        return path
+
+    def remove(self) -> None:
+        self.sandbox.remove()
+
+
+class _writable:
+    """Briefly give ourselves write access to a directory we locked."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.mode = 0
+
+    def __enter__(self) -> None:
+        self.mode = os.stat(self.path).st_mode & 0o7777
+        os.chmod(self.path, 0o755)
+
+    def __exit__(self, *exc: object) -> None:
+        os.chmod(self.path, self.mode)
+
+
+class InstallPerm:
+    """Factory of environments; the type behind the ``installperm`` fixture.
+
+    Environments it builds are removed by :meth:`close` (the fixture calls it
+    at teardown), whatever the child left behind.
+    """
+
+    def __init__(self, session: Session, *, backend: str | None = None) -> None:
+        self._session = session
+        self._backend = backend
+        self._envs: list[Environment] = []
+
+    def system(self, *, python: str | os.PathLike[str] | None = None,
+               locked: Iterable[str] | str = ("system",), user_site: bool = True,
+               externally_managed: bool | None = None, home: str = "present",
+               preinstalled: Iterable[Arg] = (), lock_mode: str = "deny",
+               backend: str | None = None) -> Environment:
+        """A relocated copy of ``python`` (default: the running one), not a venv."""
+        __tracebackhide__ = True
+        spec = LockSpec.make(locked, mode=lock_mode, home=home, user_site=user_site,
+                             externally_managed=externally_managed)
+        return self._build(spec, python, backend, venv=False, system_site_packages=False,
+                           preinstalled=preinstalled)
+
+    def venv(self, *, system_site_packages: bool = False, python: str | os.PathLike[str] | None = None,
+             locked: Iterable[str] | str = ("system",), user_site: bool = True,
+             home: str = "present", preinstalled: Iterable[Arg] = (), lock_mode: str = "deny",
+             backend: str | None = None) -> Environment:
+        """A real venv on a relocated system interpreter, in one sandbox."""
+        __tracebackhide__ = True
+        spec = LockSpec.make(locked, mode=lock_mode, home=home, user_site=user_site)
+        return self._build(spec, python, backend, venv=True,
+                           system_site_packages=system_site_packages, preinstalled=preinstalled)
+
+    def _build(self, spec: LockSpec, python: str | os.PathLike[str] | None,
+               backend_name: str | None, *, venv: bool, system_site_packages: bool,
+               preinstalled: Iterable[Arg]) -> Environment:
+        __tracebackhide__ = True
+        session = self._session
+        try:
+            backend = session.backend(spec, backend_name or self._backend)
+            base = session.base(python)
+            template = session.template(base, readable=backend.needs_readable_copies)
+            facts = session.schemes(template, backend, venv=venv,
+                                    system_site_packages=system_site_packages)
+        except LockUnavailable as exc:
+            pytest.skip(str(exc))
+        sandbox = Sandbox(session.root.new_dir("sandbox-"))
+        try:
+            env = _assemble(sandbox, template, facts, spec, backend, session.pip(),
+                            session.tools(), venv=venv, ssp=system_site_packages,
+                            preinstalled=list(preinstalled))
+        except BaseException:
+            sandbox.remove()
+            raise
+        self._envs.append(env)
+        return env
+
+    def close(self) -> None:
+        """Remove every sandbox this factory built."""
+        errors = []
+        while self._envs:
+            env = self._envs.pop()
+            try:
+                env.remove()
+            except OSError as exc:  # pragma: no cover - reported, not hidden
+                errors.append(f"{env.root}: {exc}")
+        if errors:
+            raise RuntimeError("could not remove sandboxes: " + "; ".join(errors))
+
+
+def _assemble(sandbox: Sandbox, template: Template, facts: SchemeFacts, spec: LockSpec,
+              backend: Backend, pip: PipCopy | None, tools: Path, *, venv: bool, ssp: bool,
+              preinstalled: list[Arg]) -> Environment:
+    """Build the tree, install what must be there, lock, and snapshot."""
+    python = template.relocate(sandbox.prefix, externally_managed=spec.externally_managed)
+    if venv:
+        python = create_venv(sandbox.venv, python, template.base.version,
+                             system_site_packages=ssp)
+
+    def where(value: str) -> Path:
+        return facts.relocate(value, prefix=sandbox.prefix, venv=sandbox.venv, home=sandbox.home)
+
+    system = {k: where(facts.system[k]) for k in SCHEME_KEYS}
+    user = {k: where(facts.user[k]) for k in SCHEME_KEYS}
+    for key in ("purelib", "platlib", "scripts", "headers"):
+        system[key].mkdir(parents=True, exist_ok=True)
+    if pip is not None:
+        _install_pip(pip, system, python, template.base.version)
+    for wheel in preinstalled:
+        _preinstall(Path(wheel), system, python)
+    if spec.home != "missing":
+        sandbox.home.mkdir()
+        if "user" in spec.locked:
+            where(facts.userbase).mkdir(parents=True)
+    defaults = library_path(template)
+    if not spec.user_site:
+        defaults["PYTHONNOUSERSITE"] = "1"
+    env = Environment(kind="venv" if venv else "system", sandbox=sandbox, python=python,
+                      spec=spec, backend=backend, system=system, user=user,
+                      userbase=where(facts.userbase), defaults=defaults, tools=tools)
+    backend.apply(_plan(env))
+    env.snapshot()
+    return env
+
+
+def _plan(env: Environment) -> Plan:
+    """Grant every allowed role's tree; deny the locked ones and the scaffolding."""
+    sandbox, spec = env.sandbox, env.spec
+    plan = Plan()
+    plan.deny.append((sandbox.root, False))
+    plan.deny.append((sandbox.stage, True))
+    if env.kind == "venv":
+        plan.deny.append((sandbox.prefix, True))
+    for role in ("system", "system-scripts", "user", "home"):
+        if role in spec.locked and env.roles[role].exists():
+            plan.deny.append((env.roles[role], True))
+    for role in ("cache", "tmp", "work", "home", "system"):
+        if role in env.allowed_roles and env.roles[role].exists():
+            plan.grant.append(env.roles[role])
+    return plan
+
+
+def _install_pip(pip: PipCopy, scheme: Mapping[str, Path], python: Path, version: str) -> None:
+    """Put pip in the system site as a distro image would: package and scripts."""
+    import shutil
+
+    os.symlink(pip.package, scheme["purelib"] / "pip")
+    shutil.copytree(pip.dist_info, scheme["purelib"] / pip.dist_info.name)
+    for dirpath, _dirs, _files in os.walk(scheme["purelib"] / pip.dist_info.name):
+        os.chmod(dirpath, 0o755)
+    for name in ("pip", "pip3", f"pip{version}"):
+        script = scheme["scripts"] / name
+        if script.exists():
+            continue
+        script.write_text(f"#!{python}\nimport sys\nfrom pip._internal.cli.main import main\n"
+                          "sys.exit(main())\n")
+        script.chmod(0o755)
+
+
+def _preinstall(wheel: Path, scheme: Mapping[str, Path], python: Path) -> None:
+    """Install ``wheel`` into the system scheme before the lock, as root would."""
+    from installer import install
+    from installer.destinations import SchemeDictionaryDestination
+    from installer.sources import WheelFile
+
+    with WheelFile.open(wheel) as source:
+        headers = scheme["headers"] / source.distribution
+        destination = SchemeDictionaryDestination(
+            {**{k: str(v) for k, v in scheme.items()}, "headers": str(headers)},
+            interpreter=str(python),
+            script_kind="posix",
+        )
+        install(source, destination, additional_metadata={"INSTALLER": b"installperm\n"})

@@ -1,0 +1,43 @@
+"""Errors raised by pytest-installperm.
+
+Every message names the rule that was broken and the value that broke it, so a
+failure reads as a diagnosis rather than a stack trace. Each class also derives
+from the builtin a caller would naturally catch: a bad role is a ``ValueError``,
+a wrong placement is an ``AssertionError``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+class InstallPermError(Exception):
+    """Base class of every error this plugin raises on purpose."""
+
+
+class InterpreterError(InstallPermError, pytest.UsageError):
+    """A base interpreter is missing or cannot be relocated into a sandbox."""
+
+
+class RoleError(InstallPermError, ValueError):
+    """An unknown role, home state or lock mode was asked for."""
+
+
+class BackendError(InstallPermError, RuntimeError):
+    """A backend failed to start. Never turned into a pass: the test errors."""
+
+
+class LockUnavailable(InstallPermError):
+    """No backend can make the asked-for lock hold here; the fixture skips."""
+
+
+class PlacementError(InstallPermError, AssertionError):
+    """A wheel's files are not where the verdict expected them."""
+
+
+class WheelError(InstallPermError, ValueError):
+    """A wheel could not be built or read: names the file and the problem."""
+
+
+class ScenarioError(InstallPermError, ValueError):
+    """A scenario file is malformed: names the file, the key and the rule."""

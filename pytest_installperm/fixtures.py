@@ -1,0 +1,40 @@
+"""The fixtures: thin wrappers over the exported classes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from pytest_installperm.environment import InstallPerm
+from pytest_installperm.session import Session
+
+SESSION_KEY = pytest.StashKey[Session]()
+
+
+def get_session(config: pytest.Config) -> Session:
+    """The session state, created on first use and removed at session end."""
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None:
+        uid = config.getoption("installperm_uid", None) or config.getini("installperm_uid")
+        session = Session(
+            backend=config.getoption("installperm_backend", None)
+            or config.getini("installperm_backend")
+            or "auto",
+            uid=int(uid) if uid else None,
+        )
+        config.stash[SESSION_KEY] = session
+    return session
+
+
+@pytest.fixture
+def installperm(request: pytest.FixtureRequest) -> Iterator[InstallPerm]:
+    """Build fake system interpreters and venvs with locked directories.
+
+    ``installperm.system(locked=("system",))`` gives a real, relocated
+    interpreter whose system site the child cannot write; ``.run()`` and
+    ``.pip()`` run installers there and report where every file went.
+    """
+    factory = InstallPerm(get_session(request.config))
+    yield factory
+    factory.close()

@@ -1,0 +1,43 @@
+"""pytest hooks of pytest-installperm: options, ini mirrors, markers, cleanup."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_installperm.backends import BACKENDS
+from pytest_installperm.fixtures import SESSION_KEY, installperm
+
+__all__ = ["installperm"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("installperm", "installer permission testing")
+    group.addoption(
+        "--installperm-backend",
+        dest="installperm_backend",
+        choices=BACKENDS,
+        default=None,
+        help="how locks are enforced: auto (default), chmod (normal user), privdrop "
+        "(root runs children as an unprivileged uid), mountns (read-only mounts)",
+    )
+    parser.addini("installperm_backend", "default for --installperm-backend", default="auto")
+    group.addoption(
+        "--installperm-uid",
+        dest="installperm_uid",
+        type=int,
+        default=None,
+        help="uid that children run as under the privdrop backend (default: nobody)",
+    )
+    parser.addini("installperm_uid", "default for --installperm-uid", default="")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "installperm: a test that runs installers against locked directories"
+    )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None:
+        session.close()

@@ -1,0 +1,142 @@
+"""Run one installer command in an environment and record what it did.
+
+The child gets a constructed environment (see :meth:`Sandbox.child_env`), its
+own session and process group, and a timeout that kills the whole group. The
+result carries the installer's own words and every change to the sandbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+from pytest_installperm.changes import Changes
+
+if TYPE_CHECKING:
+    from pytest_installperm.environment import Environment
+
+Arg = Union[str, "os.PathLike[str]"]
+
+#: Exit status reported when the command could not be started at all.
+NOT_STARTED = 127
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one installer run did: status, output, and changes by role."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    changes: Changes
+    outside: frozenset[Path]
+    environment: Environment = field(repr=False, compare=False)
+    timed_out: bool = False
+    #: The OS error that prevented the start, e.g. a missing command.
+    error: str | None = None
+    duration_s: float = 0.0
+
+    @property
+    def backend(self) -> str:
+        return self.environment.backend
+
+    @property
+    def output(self) -> str:
+        """stdout and stderr together, for matching an installer's message."""
+        return self.stdout + self.stderr
+
+    def describe(self, lines: int = 15) -> str:
+        """Exit status and the last lines of stderr (or stdout), for messages."""
+        status = f"timed out after {self.duration_s:.1f}s (process group killed)" if (
+            self.timed_out
+        ) else f"exit status {self.returncode}"
+        head = f"$ {' '.join(self.argv)}\n  {status} (backend {self.backend})"
+        if self.error:
+            head += f"\n  could not start: {self.error}"
+        text = (self.stderr.strip() or self.stdout.strip()).splitlines()[-lines:]
+        tail = "\n".join(f"  | {line}" for line in text)
+        return head + (f"\n  last lines of output:\n{tail}" if tail else "")
+
+    # The verdicts live in placement.py; these are the user-facing handles.
+    def assert_installed(self, wheel: Arg, scheme: str | os.PathLike[str] = "user") -> None:
+        __tracebackhide__ = True
+        from pytest_installperm import placement
+
+        placement.assert_installed(self, Path(wheel), scheme)
+
+    def assert_not_installed(self, wheel: Arg) -> None:
+        __tracebackhide__ = True
+        from pytest_installperm import placement
+
+        placement.assert_not_installed(self, Path(wheel))
+
+    def assert_untouched(self, role: str) -> None:
+        __tracebackhide__ = True
+        from pytest_installperm import placement
+
+        placement.assert_untouched(self, role)
+
+    def assert_no_residue(self) -> None:
+        __tracebackhide__ = True
+        from pytest_installperm import placement
+
+        placement.assert_no_residue(self)
+
+
+def execute(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    timeout: float,
+    popen_kwargs: Mapping[str, object],
+) -> tuple[int, str, str, bool, str | None, float]:
+    """Run ``argv``; return (status, stdout, stderr, timed_out, error, seconds).
+
+    The child leads its own session, so a timeout (or leftovers of a finished
+    run) can be killed as one process group.
+    """
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            umask=0o022,
+            **popen_kwargs,  # type: ignore[arg-type]
+        )
+    except OSError as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        return NOT_STARTED, "", message + "\n", False, message, time.monotonic() - start
+    timed_out = False
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc.pid)
+        out, err = proc.communicate()
+    finally:
+        _kill_group(proc.pid)
+    text_out = out.decode("utf-8", "replace")
+    text_err = err.decode("utf-8", "replace")
+    if timed_out:
+        text_err += f"\n[pytest-installperm] timed out after {timeout}s; process group killed\n"
+    return proc.returncode, text_out, text_err, timed_out, None, time.monotonic() - start
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL whatever is left of the child's process group."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)

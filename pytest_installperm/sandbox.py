@@ -1,0 +1,155 @@
+"""The directory tree of one test, its roles, and a hermetic child environment.
+
+A sandbox is a directory with one subdirectory per role::
+
+    <root>/prefix   the fake system interpreter's prefix (a venv's base)
+    <root>/venv     the venv, for ``installperm.venv()``
+    <root>/home     HOME; the user base is computed from it as Python does
+    <root>/cache    XDG_CACHE_HOME and UV_CACHE_DIR, always writable
+    <root>/tmp      TMPDIR
+    <root>/work     the child's working directory
+    <root>/stage    read-only copies of files passed to a run as Path arguments
+
+It lives in a per-session directory that is root-owned, mode 0711 and has an
+unguessable name, because pytest's own basetemp is 0700 on purpose and an
+unprivileged child could not enter it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+#: Host variables that never reach a child unless the caller passes them.
+_HOST_PREFIXES = ("PIP_", "UV_", "PYTHON", "XDG_", "VIRTUAL_ENV", "CONDA", "LD_")
+
+SANDBOX_DIRS = ("cache", "stage", "tmp", "work")
+
+
+def _open_up(top: str) -> None:
+    """Give the owner rwx on every directory below ``top`` (non-root cleanup).
+
+    A child may leave 0555 or 0000 directories behind; root removes them
+    anyway, a normal user must first make them writable again.
+    """
+    stack = [top]
+    while stack:
+        directory = stack.pop()
+        with contextlib.suppress(OSError):
+            os.chmod(directory, stat.S_IRWXU)
+        try:
+            with os.scandir(directory) as it:
+                stack.extend(e.path for e in it if e.is_dir(follow_symlinks=False))
+        except OSError:
+            continue
+
+
+def remove_tree(path: Path) -> None:
+    """Remove ``path`` whatever its modes; 0555 dirs and foreign files included."""
+    if not os.path.lexists(path):
+        return
+    if os.geteuid() != 0:
+        _open_up(str(path))
+    shutil.rmtree(path)
+
+
+class SessionRoot:
+    """The per-session directory that holds templates and sandboxes."""
+
+    def __init__(self, parent: str | None = None) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="installperm-", dir=parent))
+        # 0711: others may traverse to a sandbox whose name they know, not list.
+        os.chmod(self.path, 0o711)
+        self._count = 0
+
+    def new_dir(self, prefix: str) -> Path:
+        """A fresh, unguessable, 0755 directory in the session root."""
+        self._count += 1
+        path = Path(tempfile.mkdtemp(prefix=f"{prefix}{self._count}-", dir=self.path))
+        os.chmod(path, 0o755)
+        return path
+
+    def remove(self) -> None:
+        remove_tree(self.path)
+
+
+class Sandbox:
+    """One test's directory tree and the roles within it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        for name in SANDBOX_DIRS:
+            (root / name).mkdir()
+        self.prefix = root / "prefix"
+        self.venv = root / "venv"
+        self.home = root / "home"
+        self.cache = root / "cache"
+        self.tmp = root / "tmp"
+        self.work = root / "work"
+        self.stage = root / "stage"
+
+    def child_env(
+        self,
+        *,
+        path_dirs: list[Path],
+        extra: Mapping[str, str | None] | None = None,
+        defaults: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        """The constructed environment of a child: nothing from the host.
+
+        ``defaults`` are the environment's own settings (e.g. PYTHONNOUSERSITE);
+        ``extra`` is what the caller passes; a value of None removes a key.
+        """
+        home = str(self.home)
+        env = {
+            "PATH": os.pathsep.join([*map(str, path_dirs), "/usr/local/bin", "/usr/bin", "/bin"]),
+            "HOME": home,
+            "USER": "installperm",
+            "LOGNAME": "installperm",
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "TMPDIR": str(self.tmp),
+            "TMP": str(self.tmp),
+            "TEMP": str(self.tmp),
+            "XDG_CACHE_HOME": str(self.cache),
+            "XDG_CONFIG_HOME": os.path.join(home, ".config"),
+            "XDG_DATA_HOME": os.path.join(home, ".local", "share"),
+            "XDG_STATE_HOME": os.path.join(home, ".local", "state"),
+            "APPDATA": os.path.join(home, "AppData", "Roaming"),
+            "PIP_CONFIG_FILE": os.devnull,
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "PIP_NO_INPUT": "1",
+            "UV_CACHE_DIR": os.path.join(self.cache, "uv"),
+            "UV_NO_CONFIG": "1",
+            "UV_PYTHON_DOWNLOADS": "never",
+        }
+        env.update(defaults or {})
+        for key, value in (extra or {}).items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        return env
+
+    def stage_file(self, source: Path) -> Path:
+        """A read-only copy of ``source`` that any child uid can read."""
+        target_dir = self.stage / f"{len(os.listdir(self.stage)):03d}"
+        target_dir.mkdir()
+        os.chmod(target_dir, 0o755)
+        target = target_dir / source.name
+        shutil.copyfile(source, target)
+        os.chmod(target, 0o444)
+        return target
+
+    def remove(self) -> None:
+        remove_tree(self.root)
+
+
+def host_leaks(environ: Mapping[str, str]) -> list[str]:
+    """Names of host variables that a hermetic run must not see (for reports)."""
+    return sorted(k for k in environ if k.startswith(_HOST_PREFIXES) or k == "HOME")

@@ -1,0 +1,220 @@
+"""Per-session state: the session directory, interpreter templates, the pip
+copy, installer tools, and scheme facts learned once per base interpreter.
+
+Everything here is built once per pytest session (per xdist worker) and then
+shared, so that building one sandbox costs milliseconds: the expensive parts
+(copying a stdlib, probing an interpreter's schemes) are paid once.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import pwd
+import shutil
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_installperm.backends import Backend, choose
+from pytest_installperm.errors import InterpreterError, LockUnavailable
+from pytest_installperm.interpreter import (
+    SCHEME_KEYS,
+    BaseInterpreter,
+    Template,
+    create_venv,
+    inspect,
+    query_schemes,
+)
+from pytest_installperm.locks import LockSpec
+from pytest_installperm.sandbox import Sandbox, SessionRoot
+
+#: Installer programs made readable to a dropped uid and put on a child's PATH.
+TOOLS = ("uv",)
+
+
+def default_uid() -> tuple[int, int]:
+    """The unprivileged identity a root session runs children as: ``nobody``."""
+    try:
+        entry = pwd.getpwnam("nobody")
+        return entry.pw_uid, entry.pw_gid
+    except KeyError:
+        return 65534, 65534
+
+
+@dataclass(frozen=True)
+class SchemeFacts:
+    """What a relocated interpreter reports, with sandbox paths as placeholders."""
+
+    system: dict[str, str]
+    user: dict[str, str]
+    userbase: str
+    enable_user_site: bool
+    probe_prefix: str
+    probe_venv: str
+    probe_home: str
+
+    def relocate(self, value: str, *, prefix: Path, venv: Path, home: Path) -> Path:
+        """Map a probe path onto the same place in another sandbox."""
+        for old, new in ((self.probe_venv, venv), (self.probe_prefix, prefix),
+                         (self.probe_home, home)):
+            if value == old or value.startswith(old + os.sep):
+                return new / os.path.relpath(value, old) if value != old else new
+        return Path(value)
+
+
+@dataclass(frozen=True)
+class PipCopy:
+    """A readable copy of the running environment's pip."""
+
+    package: Path
+    dist_info: Path
+
+
+def _make_read_only_dirs(top: Path) -> None:
+    """0555 on every directory below ``top`` (ours; files may be hard links)."""
+    for directory, _dirs, _files in os.walk(top, topdown=False):
+        os.chmod(directory, 0o555)
+
+
+class Session:
+    """State shared by every sandbox of one pytest session."""
+
+    def __init__(self, *, backend: str = "auto", uid: int | None = None,
+                 gid: int | None = None) -> None:
+        self.backend_name = backend
+        default = default_uid()
+        self.uid = default[0] if uid is None else uid
+        self.gid = (default[1] if uid is None else uid) if gid is None else gid
+        self._root: SessionRoot | None = None
+        self._bases: dict[str, BaseInterpreter] = {}
+        self._templates: dict[tuple[str, bool], Template] = {}
+        self._schemes: dict[tuple[str, bool, bool, str], SchemeFacts] = {}
+        self._pip: PipCopy | None | bool = False
+        self._tools: Path | None = None
+
+    @property
+    def root(self) -> SessionRoot:
+        if self._root is None:
+            self._root = SessionRoot()
+        return self._root
+
+    def backend(self, spec: LockSpec, name: str | None = None) -> Backend:
+        """The backend for ``spec``; LockUnavailable (a skip) if it cannot hold."""
+        chosen = choose(name or self.backend_name, spec, uid=self.uid, gid=self.gid)
+        reason = chosen.cannot_hold(spec)
+        if reason is not None:
+            raise LockUnavailable(reason)
+        return chosen
+
+    def base(self, python: str | os.PathLike[str] | None) -> BaseInterpreter:
+        key = str(python)
+        if key not in self._bases:
+            self._bases[key] = inspect(python)
+        return self._bases[key]
+
+    def template(self, base: BaseInterpreter, *, readable: bool) -> Template:
+        key = (str(base.executable), readable)
+        if key not in self._templates:
+            root = self.root.new_dir("python-")
+            os.rmdir(root)
+            template = Template.build(base, root, readable=readable)
+            if os.geteuid() != 0:
+                _make_read_only_dirs(root)
+            self._templates[key] = template
+        return self._templates[key]
+
+    def pip(self) -> PipCopy | None:
+        """A readable, read-only copy of the running environment's pip, or None."""
+        if self._pip is False:
+            self._pip = self._copy_pip()
+        return self._pip if isinstance(self._pip, PipCopy) else None
+
+    def _copy_pip(self) -> PipCopy | None:
+        try:
+            dist = importlib.metadata.distribution("pip")
+        except importlib.metadata.PackageNotFoundError:
+            return None
+        package = Path(str(dist.locate_file("pip")))
+        dist_info = Path(str(dist._path))  # type: ignore[attr-defined]
+        root = self.root.new_dir("pip-")
+        shutil.copytree(package, root / "pip", symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__"), copy_function=_link_or_copy)
+        shutil.copytree(dist_info, root / dist_info.name)
+        if os.geteuid() != 0:
+            _make_read_only_dirs(root)
+        return PipCopy(root / "pip", root / dist_info.name)
+
+    def tools(self) -> Path:
+        """A readable directory holding the installer programs found here."""
+        if self._tools is None:
+            self._tools = self.root.new_dir("tools-")
+            search = os.pathsep.join([sysconfig.get_path("scripts"),
+                                      os.path.dirname(sys.executable),
+                                      os.environ.get("PATH", os.defpath)])
+            for name in TOOLS:
+                found = shutil.which(name, path=search)
+                if found:
+                    _link_or_copy(Path(found), self._tools / name)
+                    os.chmod(self._tools / name, 0o755)
+        return self._tools
+
+    def schemes(self, template: Template, backend: Backend, *, venv: bool,
+                system_site_packages: bool) -> SchemeFacts:
+        """Ask a relocated copy for its schemes, once per base, kind and backend."""
+        key = (str(template.root), venv, system_site_packages, backend.name)
+        if key not in self._schemes:
+            self._schemes[key] = self._probe(template, backend, venv=venv,
+                                             system_site_packages=system_site_packages)
+        return self._schemes[key]
+
+    def _probe(self, template: Template, backend: Backend, *, venv: bool,
+               system_site_packages: bool) -> SchemeFacts:
+        sandbox = Sandbox(self.root.new_dir("probe-"))
+        python = template.relocate(sandbox.prefix, externally_managed=None)
+        if venv:
+            python = create_venv(sandbox.venv, python, template.base.version,
+                                 system_site_packages=system_site_packages)
+        env = sandbox.child_env(path_dirs=[], defaults=library_path(template))
+        try:
+            data = query_schemes(python, env, {**backend.popen_kwargs(), "cwd": "/"})
+        except InterpreterError as exc:
+            if backend.needs_readable_copies:
+                uid, _ = backend.owner()
+                raise LockUnavailable(
+                    f"the relocated interpreter does not run as uid {uid} ({exc}); "
+                    "backend 'privdrop' cannot be used with this base interpreter"
+                ) from exc
+            raise
+        finally:
+            sandbox.remove()
+        return SchemeFacts(
+            system=dict(data["system"]),  # type: ignore[call-overload]
+            user=dict(data["user"]),  # type: ignore[call-overload]
+            userbase=str(data["userbase"]),
+            enable_user_site=bool(data["enable_user_site"]),
+            probe_prefix=str(sandbox.prefix),
+            probe_venv=str(sandbox.venv),
+            probe_home=str(sandbox.home),
+        )
+
+    def close(self) -> None:
+        if self._root is not None:
+            self._root.remove()
+            self._root = None
+
+
+def library_path(template: Template) -> dict[str, str]:
+    """LD_LIBRARY_PATH for a shared-libpython build, whose RUNPATH may be unreadable."""
+    return {"LD_LIBRARY_PATH": str(template.libdir)} if template.libdir else {}
+
+
+def _link_or_copy(src: Path | str, dst: Path | str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+__all__ = ["SCHEME_KEYS", "PipCopy", "SchemeFacts", "Session", "default_uid"]
