@@ -44,6 +44,8 @@ print(json.dumps({
     "libdir": sysconfig.get_config_var("LIBDIR"),
     "ldlibrary": sysconfig.get_config_var("INSTSONAME") or "",
     "shared": bool(sysconfig.get_config_var("Py_ENABLE_SHARED")),
+    "loaded": sorted({line.split()[-1] for line in open("/proc/self/maps")
+                      if "/libpython" in line}) if os.path.exists("/proc/self/maps") else [],
 }))
 """
 
@@ -126,7 +128,7 @@ def inspect(python: str | os.PathLike[str] | None) -> BaseInterpreter:
             capture_output=True,
             text=True,
             timeout=60,
-            env={"PATH": os.defpath, "LC_ALL": "C.UTF-8"},
+            env=_inspect_env(),
             check=False,
         )
     except OSError as exc:
@@ -143,6 +145,16 @@ def inspect(python: str | os.PathLike[str] | None) -> BaseInterpreter:
             f"base interpreter {path}: is not a Python interpreter (printed {out.stdout[:200]!r})"
         ) from exc
     return _validate(path, facts)
+
+
+def _inspect_env() -> dict[str, str]:
+    """A clean environment, except the loader path: an interpreter that was
+    itself relocated finds its libpython only through LD_LIBRARY_PATH, and
+    without it the loader may pick up a different build's library."""
+    env = {"PATH": os.defpath, "LC_ALL": "C.UTF-8"}
+    if os.environ.get("LD_LIBRARY_PATH"):
+        env["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
+    return env
 
 
 def _validate(path: Path, facts: Mapping[str, object]) -> BaseInterpreter:
@@ -164,10 +176,17 @@ def _validate(path: Path, facts: Mapping[str, object]) -> BaseInterpreter:
             f"<prefix>/lib/python{version} under prefix {prefix}"
         )
     libpython = None
-    if facts["shared"] and facts["ldlibrary"]:
+    loaded = facts.get("loaded") or []
+    if facts["shared"] and isinstance(loaded, list) and loaded:
+        # The library the process really mapped: build-time LIBDIR may be
+        # unreadable or stale for an interpreter that was itself relocated.
+        libpython = Path(str(loaded[0]))
+    elif facts["shared"] and facts["ldlibrary"]:
         candidate = Path(str(facts["libdir"])) / str(facts["ldlibrary"])
-        if candidate.exists():
-            libpython = candidate
+        try:
+            libpython = candidate if candidate.exists() else None
+        except OSError:
+            libpython = None
     return BaseInterpreter(
         executable=Path(str(facts["executable"])),
         prefix=prefix,
