@@ -127,7 +127,8 @@ class Environment:
         return self.sandbox.child_env(path_dirs=dirs, extra=extra, defaults=self._defaults)
 
     def _stage(self, arg: Arg) -> str:
-        """Path arguments to files outside the sandbox are staged readable."""
+        """Path arguments (not the program) to files outside the sandbox are
+        staged, so that a dropped uid can read them wherever they were built."""
         if isinstance(arg, os.PathLike):
             path = Path(arg)
             if path.is_file() and self.sandbox.root not in path.resolve().parents:
@@ -144,11 +145,12 @@ class Environment:
         environment; nothing from this process's environment gets in otherwise.
         """
         snapshot = self.snapshot()
-        args = [self._stage(a) for a in argv]
-        if any(isinstance(a, os.PathLike) for a in argv):
+        args = [str(argv[0]), *(self._stage(a) for a in argv[1:])]
+        if any(isinstance(a, os.PathLike) for a in argv[1:]):
             snapshot.update()  # staging is ours, not the child's
         status, out, err, timed_out, error, seconds = execute(
-            self._backend.wrap(args, self.sandbox.root), env=self.child_env(env), cwd=self.sandbox.work, timeout=timeout,
+            self._backend.wrap(args, self.sandbox.root), env=self.child_env(env),
+            cwd=self.sandbox.work, timeout=timeout,
             popen_kwargs=self._backend.popen_kwargs(),
         )
         changes = snapshot.update().with_roles(self.roles)
@@ -213,7 +215,8 @@ class InstallPerm:
         return self._build(spec, python, backend, venv=False, system_site_packages=False,
                            preinstalled=preinstalled)
 
-    def venv(self, *, system_site_packages: bool = False, python: str | os.PathLike[str] | None = None,
+    def venv(self, *, system_site_packages: bool = False,
+             python: str | os.PathLike[str] | None = None,
              locked: Iterable[str] | str = ("system",), user_site: bool = True,
              home: str = "present", preinstalled: Iterable[Arg] = (), lock_mode: str = "deny",
              backend: str | None = None) -> Environment:

@@ -8,15 +8,17 @@ a wrong placement is an ``AssertionError``.
 
 from __future__ import annotations
 
-import pytest
-
 
 class InstallPermError(Exception):
     """Base class of every error this plugin raises on purpose."""
 
 
-class InterpreterError(InstallPermError, pytest.UsageError):
-    """A base interpreter is missing or cannot be relocated into a sandbox."""
+class InterpreterError(InstallPermError, ValueError):
+    """A base interpreter is missing or cannot be relocated into a sandbox.
+
+    Raised where a usage error would be (pytest's own UsageError is final):
+    the message names the path and the reason.
+    """
 
 
 class RoleError(InstallPermError, ValueError):

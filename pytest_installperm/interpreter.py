@@ -25,6 +25,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pytest_installperm.errors import InterpreterError
 
@@ -196,7 +197,7 @@ def _validate(path: Path, facts: Mapping[str, object]) -> BaseInterpreter:
     )
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
+def _link_or_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     try:
         os.link(src, dst)
     except OSError:
@@ -311,8 +312,11 @@ def create_venv(venv: Path, python: Path, version: str, *, system_site_packages:
     return bindir / "python"
 
 
-def query_schemes(python: Path, env: Mapping[str, str], run_as: Mapping[str, object]) -> dict[str, object]:
+def query_schemes(
+    python: Path, env: Mapping[str, str], run_as: Mapping[str, Any]
+) -> dict[str, object]:
     """Run the relocated ``python`` once and return its schemes as JSON data."""
+    kwargs: dict[str, Any] = dict(run_as)
     out = subprocess.run(
         [str(python), "-c", _SCHEMES],
         capture_output=True,
@@ -320,7 +324,7 @@ def query_schemes(python: Path, env: Mapping[str, str], run_as: Mapping[str, obj
         timeout=60,
         env=dict(env),
         check=False,
-        **run_as,  # type: ignore[arg-type]
+        **kwargs,
     )
     if out.returncode != 0:
         raise InterpreterError(

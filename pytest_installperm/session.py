@@ -91,7 +91,7 @@ class Session:
         self._bases: dict[str, BaseInterpreter] = {}
         self._templates: dict[tuple[str, bool], Template] = {}
         self._schemes: dict[tuple[str, bool, bool, str], SchemeFacts] = {}
-        self._pip: PipCopy | None | bool = False
+        self._pip: PipCopy | bool | None = False
         self._tools: Path | None = None
 
     @property

@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +50,8 @@ class InnerRun:
     def assert_outcomes(self, **expected: int) -> None:
         got = self.outcomes()
         assert {k: v for k, v in got.items() if v} == {k: v for k, v in expected.items() if v}, (
-            f"inner pytest outcomes {got} != {expected}\n{self.stdout[-4000:]}\n{self.stderr[-2000:]}"
+            f"inner pytest outcomes {got} != {expected}\n"
+            f"{self.stdout[-4000:]}\n{self.stderr[-2000:]}"
         )
 
 
@@ -104,12 +105,17 @@ class Unprivileged:
     def uid(self) -> int:
         return os.geteuid() if self.env is None else self.env._backend.owner()[0]
 
-    def runpytest(self, source: str, *args: str, timeout: float = 300) -> InnerRun:
-        """Write ``source`` as a test module and run pytest on it as a normal user."""
+    def runpytest(self, source: str, *args: str, timeout: float = 300,
+                  modules: dict[str, str] | None = None,
+                  files: tuple[Path, ...] = ()) -> InnerRun:
+        """Write ``source`` as a test module (and ``modules`` beside it), copy
+        ``files`` into its directory, and run pytest on it as a normal user."""
         code = textwrap.dedent(source)
         if self.env is None:
             assert self.pytester is not None
-            self.pytester.makepyfile(test_inner=code)
+            self.pytester.makepyfile(test_inner=code, **(modules or {}))
+            for file in files:
+                shutil.copy2(file, self.pytester.path / file.name)
             result = self.pytester.runpytest_subprocess("-p", "no:cacheprovider", *args,
                                                         timeout=timeout)
             return InnerRun(int(result.ret), result.stdout.str(), result.stderr.str())
@@ -117,8 +123,12 @@ class Unprivileged:
         for old in work.glob("test_inner*.py"):
             old.unlink()
         test = work / "test_inner.py"
-        test.write_text(code)
-        os.chown(test, *self.env._backend.owner())
+        for name, text in {"test_inner": code, **(modules or {})}.items():
+            (work / f"{name}.py").write_text(text)
+            os.chown(work / f"{name}.py", *self.env._backend.owner())
+        for file in files:
+            shutil.copy2(file, work / file.name)
+            os.chown(work / file.name, *self.env._backend.owner())
         run = self.env.run([self.env.python, "-m", "pytest", "-p", "no:cacheprovider",
                             "-p", "pytester", "-rs", str(test), *args], timeout=timeout)
         return InnerRun(run.returncode, run.stdout, run.stderr)
@@ -140,7 +150,23 @@ def unprivileged_env(request: pytest.FixtureRequest) -> Iterator[Environment | N
 
 
 @pytest.fixture
-def unprivileged(unprivileged_env: Environment | None, request: pytest.FixtureRequest) -> Unprivileged:
+def unprivileged(
+    unprivileged_env: Environment | None, request: pytest.FixtureRequest
+) -> Unprivileged:
     """Run an inner pytest as a non-root user (a dropped uid when we are root)."""
     pytester = request.getfixturevalue("pytester") if unprivileged_env is None else None
     return Unprivileged(unprivileged_env, pytester)
+
+
+DEMO_SOURCE = "def main() -> None:\n    print('demo ran')\n"
+
+
+@pytest.fixture
+def demo_wheel(make_wheel: Callable[..., Path]) -> Path:
+    """A wheel with a package and a console script: the original report's shape."""
+    return make_wheel(
+        "demo",
+        "1.0",
+        purelib={"demo/__init__.py": DEMO_SOURCE},
+        console_scripts={"demo-cli": "demo:main"},
+    )
