@@ -65,6 +65,11 @@ def _list(directory: str) -> dict[str, Entry]:
     try:
         with os.scandir(directory) as it:
             for item in it:
+                if item.is_symlink():
+                    # A symlink cannot be rewritten in place, only replaced (a new
+                    # inode), so d_ino from the listing suffices: no lstat needed.
+                    found[item.name] = Entry("l", item.inode(), 0, 0, 0, 0, 0, 0)
+                    continue
                 try:
                     found[item.name] = _entry(item.stat(follow_symlinks=False))
                 except FileNotFoundError:
@@ -193,9 +198,23 @@ class Snapshot:
                 except FileNotFoundError:
                     changed.add(Path(path))
                     continue
-                if now != entry:
+                if not _same(entry, now):
                     changed.add(Path(path))
         return changed
+
+
+def _same(before: Entry, now: Entry) -> bool:
+    """Whether an entry is unchanged, at the detail its snapshot recorded.
+
+    Symlinks are recorded by inode only; a directory's times move whenever its
+    entries do, which :meth:`Snapshot.update` reports on its own.
+    """
+    if before.kind == "l":
+        return now.kind == "l" and now.ino == before.ino
+    if before.kind == "d":
+        return (now.kind, now.ino, now.mode, now.uid, now.gid) == (
+            before.kind, before.ino, before.mode, before.uid, before.gid)
+    return before == now
 
 
 def _is_under(path: Path, top: Path) -> bool:

@@ -317,12 +317,11 @@ def _plan(env: Environment) -> Plan:
 
 def _install_pip(pip: PipCopy, scheme: Mapping[str, Path], python: Path, version: str) -> None:
     """Put pip in the system site as a distro image would: package and scripts."""
-    import shutil
-
+    # Symlinks into the read-only session copy: two operations instead of a
+    # few hundred. pip runs and is listed as installed; upgrading or removing
+    # pip itself is refused, as for a distro's root-owned pip.
     os.symlink(pip.package, scheme["purelib"] / "pip")
-    shutil.copytree(pip.dist_info, scheme["purelib"] / pip.dist_info.name)
-    for dirpath, _dirs, _files in os.walk(scheme["purelib"] / pip.dist_info.name):
-        os.chmod(dirpath, 0o755)
+    os.symlink(pip.dist_info, scheme["purelib"] / pip.dist_info.name)
     for name in ("pip", "pip3", f"pip{version}"):
         script = scheme["scripts"] / name
         if script.exists():

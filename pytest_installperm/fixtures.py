@@ -22,6 +22,9 @@ def get_session(config: pytest.Config) -> Session:
             or config.getini("installperm_backend")
             or "auto",
             uid=int(uid) if uid else None,
+            basetemp=config.getoption("installperm_basetemp", None)
+            or config.getini("installperm_basetemp")
+            or None,
         )
         config.stash[SESSION_KEY] = session
     return session

@@ -276,8 +276,9 @@ class Template:
         os.symlink(self.base.binary_name, bindir / "python")
         stdlib = prefix / "lib" / f"python{version}"
         stdlib.mkdir(parents=True)
-        for item in self.stdlib_entries:
-            os.symlink(self.stdlib / item, stdlib / item)
+        source, target = str(self.stdlib), str(stdlib)
+        for item in self.stdlib_entries:  # the hot loop of a sandbox build: plain strings
+            os.symlink(f"{source}/{item}", f"{target}/{item}")
         if externally_managed is None and self.externally_managed is not None:
             os.symlink(self.externally_managed, stdlib / "EXTERNALLY-MANAGED")
         elif externally_managed:

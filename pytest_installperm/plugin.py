@@ -29,6 +29,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="uid that children run as under the privdrop backend (default: nobody)",
     )
     parser.addini("installperm_uid", "default for --installperm-uid", default="")
+    group.addoption(
+        "--installperm-basetemp",
+        dest="installperm_basetemp",
+        default=None,
+        help="directory for session roots (default: /dev/shm if it is an exec tmpfs, "
+        "else TMPDIR)",
+    )
+    parser.addini("installperm_basetemp", "default for --installperm-basetemp", default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -58,11 +58,39 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path)
 
 
+#: Where session roots go when a tmpfs is at hand: building a sandbox is a few
+#: hundred metadata operations, which cost ~5 us each on tmpfs and ~1 ms each
+#: on this machine's disk.
+TMPFS_CANDIDATES = ("/dev/shm",)
+
+
+def _is_exec_tmpfs(path: str) -> bool:
+    """True if ``path`` is a writable tmpfs mount that allows exec."""
+    try:
+        with open("/proc/mounts") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) >= 4 and fields[1] == path and fields[2] == "tmpfs":
+                    options = fields[3].split(",")
+                    return "noexec" not in options and "ro" not in options
+    except OSError:
+        return False
+    return False
+
+
+def default_parent() -> str:
+    """A fast place for session roots: a tmpfs if one allows it, else TMPDIR."""
+    for candidate in TMPFS_CANDIDATES:
+        if _is_exec_tmpfs(candidate) and os.access(candidate, os.W_OK | os.X_OK):
+            return candidate
+    return tempfile.gettempdir()
+
+
 class SessionRoot:
     """The per-session directory that holds templates and sandboxes."""
 
     def __init__(self, parent: str | None = None) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix="installperm-", dir=parent))
+        self.path = Path(tempfile.mkdtemp(prefix="installperm-", dir=parent or default_parent()))
         # 0711: others may traverse to a sandbox whose name they know, not list.
         os.chmod(self.path, 0o711)
         self._count = 0

@@ -82,8 +82,9 @@ class Session:
     """State shared by every sandbox of one pytest session."""
 
     def __init__(self, *, backend: str = "auto", uid: int | None = None,
-                 gid: int | None = None) -> None:
+                 gid: int | None = None, basetemp: str | None = None) -> None:
         self.backend_name = backend
+        self.basetemp = basetemp
         default = default_uid()
         self.uid = default[0] if uid is None else uid
         self.gid = (default[1] if uid is None else uid) if gid is None else gid
@@ -97,7 +98,7 @@ class Session:
     @property
     def root(self) -> SessionRoot:
         if self._root is None:
-            self._root = SessionRoot()
+            self._root = SessionRoot(self.basetemp)
         return self._root
 
     def backend(self, spec: LockSpec, name: str | None = None) -> Backend:
