@@ -43,3 +43,15 @@ class WheelError(InstallPermError, ValueError):
 
 class ScenarioError(InstallPermError, ValueError):
     """A scenario file is malformed: names the file, the key and the rule."""
+
+
+class FakefsError(InstallPermError, RuntimeError):
+    """The in-process (pyfakefs) mode was asked for something it cannot honour.
+
+    (pytest's UsageError is final, so this is a RuntimeError; the message names
+    the conflict.)
+    """
+
+
+class ContainmentError(InstallPermError, AssertionError):
+    """A child wrote outside its sandbox; names every path it reached."""
