@@ -19,6 +19,7 @@ from pytest_installperm.errors import (
     WheelError,
 )
 from pytest_installperm.run import RunResult
+from pytest_installperm.wheels import MakeWheel, WheelLayout, build_wheel, read_wheel
 
 __all__ = [
     "BackendError",
@@ -28,9 +29,13 @@ __all__ = [
     "InstallPermError",
     "InterpreterError",
     "LockUnavailable",
+    "MakeWheel",
     "PlacementError",
     "RoleError",
     "RunResult",
     "ScenarioError",
     "WheelError",
+    "WheelLayout",
+    "build_wheel",
+    "read_wheel",
 ]

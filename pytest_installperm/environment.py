@@ -333,15 +333,6 @@ def _install_pip(pip: PipCopy, scheme: Mapping[str, Path], python: Path, version
 
 def _preinstall(wheel: Path, scheme: Mapping[str, Path], python: Path) -> None:
     """Install ``wheel`` into the system scheme before the lock, as root would."""
-    from installer import install
-    from installer.destinations import SchemeDictionaryDestination
-    from installer.sources import WheelFile
+    from pytest_installperm.wheels import install_wheel
 
-    with WheelFile.open(wheel) as source:
-        headers = scheme["headers"] / source.distribution
-        destination = SchemeDictionaryDestination(
-            {**{k: str(v) for k, v in scheme.items()}, "headers": str(headers)},
-            interpreter=str(python),
-            script_kind="posix",
-        )
-        install(source, destination, additional_metadata={"INSTALLER": b"installperm\n"})
+    install_wheel(wheel, scheme, python)

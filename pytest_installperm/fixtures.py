@@ -8,6 +8,7 @@ import pytest
 
 from pytest_installperm.environment import InstallPerm
 from pytest_installperm.session import Session
+from pytest_installperm.wheels import MakeWheel
 
 SESSION_KEY = pytest.StashKey[Session]()
 
@@ -41,3 +42,13 @@ def installperm(request: pytest.FixtureRequest) -> Iterator[InstallPerm]:
     factory = InstallPerm(get_session(request.config))
     yield factory
     factory.close()
+
+
+@pytest.fixture
+def make_wheel(request: pytest.FixtureRequest) -> MakeWheel:
+    """Build valid wheels: ``make_wheel("demo", "1.0", console_scripts=...)`` -> Path.
+
+    Wheels go into a directory in the session root, which a child running as
+    another uid can read (pytest's own basetemp is 0700 when we are root).
+    """
+    return MakeWheel(get_session(request.config).root.new_dir("wheels-"))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from pytest_installperm.backends import BACKENDS
-from pytest_installperm.fixtures import SESSION_KEY, installperm
+from pytest_installperm.fixtures import SESSION_KEY, installperm, make_wheel
 
-__all__ = ["installperm"]
+__all__ = ["installperm", "make_wheel"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -49,3 +49,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(SESSION_KEY, None)
     if session is not None:
         session.close()
+
+
+def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object,
+                              right: object) -> list[str] | None:
+    """Readable failures for ``==`` on a run's changes or result."""
+    from pytest_installperm.placement import explain_comparison
+
+    return explain_comparison(op, left, right)
