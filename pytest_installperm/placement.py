@@ -428,6 +428,11 @@ def _fail(title: str, result: Result, body: list[str], notes: Iterable[str] = ()
     root = result.environment.root
     text = [title, f"paths relative to {root}", *body]
     text += [f"note: {n}" for n in notes]
+    if result.outside:
+        shown = sorted(result.outside)
+        text.append(f"note: this run also wrote outside the roles it may write: "
+                    f"{', '.join(_rel(p, root) for p in shown[:5])}"
+                    + (f" (+{len(shown) - 5} more)" if len(shown) > 5 else ""))
     text.append(result.describe())
     raise PlacementError("\n".join(text))
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -452,13 +453,22 @@ def test_untouched_sees_a_rewrite_in_place(make_wheel: MakeWheel, fake: FakeEnv)
         assert_untouched(result, "nowhere")
 
 
-def test_bad_wheels_never_pass(fake: FakeEnv, tmp_path: Path) -> None:
+def test_bad_wheels_never_pass(make_wheel: MakeWheel, fake: FakeEnv, tmp_path: Path) -> None:
     result = FakeResult(fake, Changes().with_roles(fake.roles))
     not_a_wheel = tmp_path / "notes.txt"
     not_a_wheel.write_text("hi")
+    good = make_wheel("demo")
+    no_wheel_file = tmp_path / good.name
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(no_wheel_file, "w") as zout:
+        for info in zin.infolist():
+            if not info.filename.endswith("/WHEEL"):
+                zout.writestr(info, zin.read(info))
     for verdict in (assert_installed, assert_not_installed):
         with pytest.raises(WheelError, match=r"notes.txt: not a wheel: bad file name"):
             verdict(result, not_a_wheel)
+        with pytest.raises(WheelError, match=r"demo-1.0-py3-none-any.whl: "
+                                             r"demo-1.0.dist-info/WHEEL is missing"):
+            verdict(result, no_wheel_file)
     with pytest.raises(RoleError, match="scheme='elsewhere': must be 'user', 'system'"):
         resolve_scheme(fake, "elsewhere")
 
@@ -471,3 +481,13 @@ def test_assertrepr_for_changes_against_a_set() -> None:
     assert "  + user: bin/x" in lines and "  - system: old" in lines
     assert any(line.startswith("hint: a Changes never equals a set") for line in lines)
     assert explain_comparison("==", 1, 2) is None
+
+
+def test_writes_outside_allowed_roles_are_noted(make_wheel: MakeWheel, fake: FakeEnv) -> None:
+    wheel = make_wheel("demo")
+    result = _install(fake, wheel)
+    stray = fake.root / "system" / "stray.txt"
+    result = FakeResult(fake, result.changes, outside=frozenset({stray}))
+    with pytest.raises(PlacementError, match=r"note: this run also wrote outside the roles it "
+                                             r"may write: system/stray.txt\n\$ fake install"):
+        assert_not_installed(result, wheel)
