@@ -47,12 +47,17 @@ def _kind(mode: int) -> str:
 
 
 def _entry(st: os.stat_result) -> Entry:
+    kind = _kind(st.st_mode)
+    # A file with other hard links shares its inode with a template (the
+    # interpreter binary, say): linking it into the next sandbox moves its
+    # ctime. Its ctime says nothing about this sandbox, so it is not kept.
+    shared = kind == "f" and st.st_nlink > 1
     return Entry(
-        _kind(st.st_mode),
+        kind,
         st.st_ino,
         st.st_size,
         st.st_mtime_ns,
-        st.st_ctime_ns,
+        0 if shared else st.st_ctime_ns,
         stat.S_IMODE(st.st_mode),
         st.st_uid,
         st.st_gid,
@@ -221,7 +226,7 @@ def _is_under(path: Path, top: Path) -> bool:
     return path == top or top in path.parents
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Changes:
     """Paths a run created, modified and deleted; absolute, sorted on output.
 
@@ -252,6 +257,19 @@ class Changes:
 
     def __bool__(self) -> bool:
         return bool(self.created or self.modified or self.deleted)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to another Changes with the same paths, or to a set of paths
+        (``changes.under("system") == set()`` reads as "nothing changed")."""
+        if isinstance(other, Changes):
+            return (self.created, self.modified, self.deleted) == (
+                other.created, other.modified, other.deleted)
+        if isinstance(other, (set, frozenset)):
+            return self.all == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.created, self.modified, self.deleted))
 
     def under(self, role: str | os.PathLike[str]) -> Changes:
         """The changes below a role's directory (or below any path given)."""

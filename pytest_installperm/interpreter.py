@@ -82,8 +82,9 @@ print(json.dumps({
 """
 
 #: Stdlib entries never mirrored: the site directory is per sandbox, and the
-#: test suite is large and never needed by an installer.
-_SKIP_STDLIB = frozenset({"site-packages", "dist-packages", "test", "__pycache__"})
+#: test suite is large and never needed by an installer. ``__pycache__`` *is*
+#: mirrored: without it every child recompiles the top-level stdlib modules.
+_SKIP_STDLIB = frozenset({"site-packages", "dist-packages", "test"})
 
 
 @dataclass(frozen=True)

@@ -106,3 +106,23 @@ def test_lines_are_sorted(tree: Path) -> None:
         (tree / "home" / name).write_text(name)
     lines = snap.update().lines()
     assert lines == sorted(lines) and len(lines) == 3
+
+
+def test_hard_link_elsewhere_is_not_a_change(tree: Path, tmp_path_factory) -> None:
+    """Linking a shared file into another tree moves its ctime, nothing else."""
+    shared = tree / "site" / "keep.txt"
+    other = tmp_path_factory.mktemp("other")
+    os.link(shared, other / "template")  # like the interpreter: template + sandbox
+    snap = Snapshot.take(tree)
+    os.link(shared, other / "next-sandbox")
+    assert not snap.update()
+    assert not snap.deep_diff(tree)
+
+
+def test_changes_compare_to_sets(tree: Path) -> None:
+    snap = Snapshot.take(tree)
+    assert snap.update() == set()
+    (tree / "home" / "x").write_text("x")
+    changes = snap.update()
+    assert changes == {tree / "home" / "x"}
+    assert changes != set()
