@@ -10,6 +10,7 @@ from pytest_installperm.changes import Changes
 from pytest_installperm.environment import Environment, InstallPerm
 from pytest_installperm.errors import (
     BackendError,
+    FakefsError,
     InstallPermError,
     InterpreterError,
     LockUnavailable,
@@ -18,6 +19,7 @@ from pytest_installperm.errors import (
     ScenarioError,
     WheelError,
 )
+from pytest_installperm.fakefs import FakeEnvironment, FakeInstallPerm, FakeResult
 from pytest_installperm.run import RunResult
 from pytest_installperm.wheels import MakeWheel, WheelLayout, build_wheel, read_wheel
 
@@ -25,6 +27,10 @@ __all__ = [
     "BackendError",
     "Changes",
     "Environment",
+    "FakeEnvironment",
+    "FakeInstallPerm",
+    "FakeResult",
+    "FakefsError",
     "InstallPerm",
     "InstallPermError",
     "InterpreterError",

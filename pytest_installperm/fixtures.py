@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_installperm.environment import InstallPerm
+from pytest_installperm.fakefs import FakeInstallPerm
 from pytest_installperm.session import Session
 from pytest_installperm.wheels import MakeWheel
 
@@ -52,3 +53,15 @@ def make_wheel(request: pytest.FixtureRequest) -> MakeWheel:
     another uid can read (pytest's own basetemp is 0700 when we are root).
     """
     return MakeWheel(get_session(request.config).root.new_dir("wheels-"))
+
+
+@pytest.fixture
+def installperm_fakefs(request: pytest.FixtureRequest) -> Iterator[FakeInstallPerm]:
+    """The ``installperm`` world in-process, on pyfakefs: ``installperm_fakefs.system()``.
+
+    Not combinable with pyfakefs's own ``fs`` fixture (one Patcher per process):
+    use ``installperm_fakefs.fs``. See docs/fakefs.md for what is emulated.
+    """
+    factory = FakeInstallPerm(request.fixturenames)
+    yield factory
+    factory.close()

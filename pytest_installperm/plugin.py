@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from pytest_installperm.backends import BACKENDS
-from pytest_installperm.fixtures import SESSION_KEY, installperm, make_wheel
+from pytest_installperm.fixtures import SESSION_KEY, installperm, installperm_fakefs, make_wheel
 
-__all__ = ["installperm", "make_wheel"]
+__all__ = ["installperm", "installperm_fakefs", "make_wheel"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
