@@ -12,12 +12,14 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
+from pytest_installperm.backends.contain import Channel, containment_of
 from pytest_installperm.changes import Changes
+from pytest_installperm.errors import BackendError
 
 if TYPE_CHECKING:
     from pytest_installperm.environment import Environment
@@ -26,6 +28,8 @@ Arg = Union[str, "os.PathLike[str]"]
 
 #: Exit status reported when the command could not be started at all.
 NOT_STARTED = 127
+#: How long to drain a killed child's pipes before giving up on them.
+DRAIN_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -102,38 +106,90 @@ def execute(
     """Run ``argv``; return (status, stdout, stderr, timed_out, error, seconds).
 
     The child leads its own session, so a timeout (or leftovers of a finished
-    run) can be killed as one process group.
+    run) can be killed as one process group. When ``argv`` carries a
+    containment (``Backend.wrap`` returns one), the child starts in its private
+    mount namespace; whatever is left in that namespace afterwards is killed,
+    even processes that left the group. A containment that cannot start is a
+    :class:`BackendError`, and a write caught outside the sandbox (detect mode)
+    a :class:`ContainmentError`: neither ever looks like an installer's result.
     """
+    containment = containment_of(argv)
+    kwargs = dict(popen_kwargs)
+    channel = None
+    if containment is not None:
+        channel = Channel()
+        kwargs = containment.popen_kwargs(kwargs, channel.child_fd)
     start = time.monotonic()
     try:
-        proc = subprocess.Popen(
-            list(argv),
-            env=dict(env),
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            umask=0o022,
-            **popen_kwargs,  # type: ignore[arg-type]
-        )
-    except OSError as exc:
-        message = f"{type(exc).__name__}: {exc}"
-        return NOT_STARTED, "", message + "\n", False, message, time.monotonic() - start
-    timed_out = False
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill_group(proc.pid)
-        out, err = proc.communicate()
+        try:
+            proc: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
+                list(argv),
+                env=dict(env),
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                umask=0o022,
+                **kwargs,
+            )
+        except subprocess.SubprocessError as exc:  # our preexec_fn failed
+            report = channel.receive()[0] if channel is not None else ""
+            raise BackendError(
+                f"the child could not be started in its containment: "
+                f"{report.removeprefix('error ') or exc}"
+            ) from exc
+        except OSError as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            return NOT_STARTED, "", message + "\n", False, message, time.monotonic() - start
+        namespace: list[int | None] = [None]
+
+        def kill() -> None:
+            _kill_group(proc.pid)
+            if containment is not None:
+                held, namespace[0] = namespace[0], None
+                containment.reap(held, proc.pid)
+
+        try:
+            if containment is not None and channel is not None:
+                namespace[0] = containment.started(channel.receive())
+            out, err, timed_out = _communicate(proc, timeout, kill)
+        finally:
+            kill()
+            if containment is not None:
+                containment.finish()
     finally:
-        _kill_group(proc.pid)
+        if channel is not None:
+            channel.close()
     text_out = out.decode("utf-8", "replace")
     text_err = err.decode("utf-8", "replace")
     if timed_out:
         text_err += f"\n[pytest-installperm] timed out after {timeout}s; process group killed\n"
     return proc.returncode, text_out, text_err, timed_out, None, time.monotonic() - start
+
+
+def _communicate(proc: subprocess.Popen[bytes], timeout: float,
+                 kill: Callable[[], None]) -> tuple[bytes, bytes, bool]:
+    """Output of ``proc``; on timeout ``kill`` everything it started, then drain.
+
+    A descendant that escaped both the process group and the namespace (detect
+    mode only) may still hold the pipes: the drain then gives up after a grace
+    period rather than hang the test session.
+    """
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return out, err, False
+    except subprocess.TimeoutExpired:
+        kill()
+    try:
+        out, err = proc.communicate(timeout=DRAIN_SECONDS)
+    except subprocess.TimeoutExpired:
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        proc.wait()
+        out, err = b"", b"[pytest-installperm] output lost: a descendant kept the pipes open\n"
+    return out, err, True
 
 
 def _kill_group(pgid: int) -> None:

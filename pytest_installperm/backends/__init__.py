@@ -9,6 +9,13 @@ in which case the test is skipped with that reason. It never pretends.
 * ``privdrop``: for root. The child runs as an unprivileged uid; granted trees
   are chowned to it, denied ones stay root's, exactly like a Docker image whose
   system site belongs to root and whose user runs as uid 1000.
+* ``mountns``: locked trees are read-only bind mounts in the child's private
+  mount namespace, so writes fail with EROFS (``lock_mode="readonly-fs"``).
+
+Whatever the backend, every child is *contained* (see :mod:`.contain`): it runs
+in a private mount namespace where all but its sandbox is read-only, or, where
+the platform allows no namespace, its writes outside are detected and fail the
+run loudly.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_installperm.backends.contain import Contained, Containment, namespace_mode
 from pytest_installperm.errors import BackendError
 from pytest_installperm.locks import LockSpec
 
@@ -61,6 +69,9 @@ class Backend:
     name = "base"
     #: Whether the interpreter must be copied so another uid can read it.
     needs_readable_copies = False
+    #: Trees bound read-only in the child's namespace (``readonly-fs`` locks).
+    readonly: tuple[Path, ...] = ()
+    _containment: Containment | None = None
 
     def cannot_hold(self, spec: LockSpec) -> str | None:
         """Why this backend cannot make ``spec`` hold here, or None if it can."""
@@ -75,8 +86,20 @@ class Backend:
         return {}
 
     def wrap(self, argv: list[str], sandbox_root: Path) -> list[str]:
-        """The command line that actually starts the child (e.g. in a namespace)."""
-        return argv
+        """``argv``, carrying the containment its child starts in.
+
+        A backend serves one environment, so the containment (and, in detect
+        mode, its watch over the outside) is built once and reused per run.
+        """
+        if self._containment is None or self._containment.root != sandbox_root:
+            mode, _why = namespace_mode()
+            self._containment = Containment(sandbox_root, mode, self.readonly,
+                                            self.identity())
+        return Contained(argv, self._containment)
+
+    def identity(self) -> tuple[int, int] | None:
+        """The uid and gid the child drops to, or None to keep ours."""
+        return None
 
     def owner(self) -> tuple[int, int]:
         """The uid and gid the child runs as."""
@@ -115,7 +138,10 @@ def choose(name: str, spec: LockSpec, *, uid: int, gid: int) -> Backend:
     from pytest_installperm.backends.privdrop import PrivdropBackend
 
     if name == "auto":
-        name = "privdrop" if os.geteuid() == 0 else "chmod"
+        if spec.mode == "readonly-fs":
+            name = "mountns"
+        else:
+            name = "privdrop" if os.geteuid() == 0 else "chmod"
     if name == "chmod":
         return ChmodBackend()
     if name == "privdrop":

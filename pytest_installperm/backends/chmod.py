@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterable
+from pathlib import Path
 
 from pytest_installperm.backends import Backend, Plan, _walk, bypasses_permissions
 from pytest_installperm.locks import LockSpec
@@ -34,14 +36,19 @@ class ChmodBackend(Backend):
         return None
 
     def apply(self, plan: Plan) -> None:
-        for top, recursive in plan.deny:
-            if not recursive:
-                os.chmod(top, stat.S_IMODE(os.lstat(top).st_mode) & _NO_WRITE)
-                continue
-            # Deepest first, so a directory is still writable while we fix its children.
-            for path, is_dir, nlink in reversed(_walk(top, frozenset())):
-                # Hard links share their inode with a template or the real
-                # interpreter: never change those modes.
-                if is_dir or nlink == 1:
-                    mode = stat.S_IMODE(os.lstat(path).st_mode)
-                    os.chmod(path, mode & _NO_WRITE)
+        take_write_bits(plan.deny)
+
+
+def take_write_bits(deny: Iterable[tuple[Path, bool]]) -> None:
+    """Remove every write bit from the denied directories (and trees)."""
+    for top, recursive in deny:
+        if not recursive:
+            os.chmod(top, stat.S_IMODE(os.lstat(top).st_mode) & _NO_WRITE)
+            continue
+        # Deepest first, so a directory is still writable while we fix its children.
+        for path, is_dir, nlink in reversed(_walk(top, frozenset())):
+            # Hard links share their inode with a template or the real
+            # interpreter: never change those modes.
+            if is_dir or nlink == 1:
+                mode = stat.S_IMODE(os.lstat(path).st_mode)
+                os.chmod(path, mode & _NO_WRITE)

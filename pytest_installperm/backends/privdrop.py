@@ -8,7 +8,8 @@ project exists for (a root-owned ``/usr/local`` and a non-root user).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from pytest_installperm.backends import Backend, Plan, _walk
 from pytest_installperm.locks import LockSpec
@@ -38,15 +39,23 @@ class PrivdropBackend(Backend):
         return None
 
     def apply(self, plan: Plan) -> None:
-        denied = frozenset(p for p, recursive in plan.deny if recursive)
-        for top in plan.grant:
-            for path, is_dir, nlink in _walk(top, denied):
-                # Hard-linked files belong to a template: never chown those.
-                if is_dir or nlink <= 1:
-                    os.lchown(path, self.uid, self.gid)
+        give(plan.grant, plan.denied_trees(), self.uid, self.gid)
 
     def popen_kwargs(self) -> Mapping[str, object]:
         return {"user": self.uid, "group": self.gid, "extra_groups": []}
 
+    def identity(self) -> tuple[int, int] | None:
+        return self.uid, self.gid
+
     def owner(self) -> tuple[int, int]:
         return self.uid, self.gid
+
+
+def give(trees: Iterable[Path], skip: Iterable[Path], uid: int, gid: int) -> None:
+    """Chown ``trees`` (minus the ``skip`` trees) to the child's uid."""
+    denied = frozenset(skip)
+    for top in trees:
+        for path, is_dir, nlink in _walk(top, denied):
+            # Hard-linked files belong to a template: never chown those.
+            if is_dir or nlink <= 1:
+                os.lchown(path, uid, gid)

@@ -1,0 +1,50 @@
+"""Per-run cost of containment: the same ``execute()`` with and without it.
+
+Interleaves the two so that machine load hits both alike, and prints medians
+and minimums. Run as root (privdrop) or as a normal user (chmod):
+
+    .venv/bin/python benchmarks/containment.py [RUNS]
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+from pytest_installperm.environment import InstallPerm
+from pytest_installperm.run import execute
+from pytest_installperm.session import Session
+
+
+def main(runs: int) -> None:
+    session = Session()
+    factory = InstallPerm(session)
+    try:
+        env = factory.system(locked=("system",))
+        backend = env._backend
+        for program in (["/bin/true"], [str(env.python), "-c", "pass"]):
+            times: dict[str, list[float]] = {"plain": [], "contained": []}
+            for _ in range(runs):
+                for name, found in times.items():
+                    argv = list(program)
+                    if name == "contained":
+                        argv = backend.wrap(argv, env.root)
+                    start = time.perf_counter()
+                    status = execute(argv, env=env.child_env(), cwd=env.sandbox.work,
+                                     timeout=30, popen_kwargs=backend.popen_kwargs())[0]
+                    found.append(time.perf_counter() - start)
+                    assert status == 0, program
+            plain, contained = (statistics.median(times[k]) * 1000 for k in times)
+            low_plain, low_contained = (min(times[k]) * 1000 for k in times)
+            print(f"{' '.join(program[-2:]):>28}  backend {env.backend}: median "
+                  f"{plain:.2f} -> {contained:.2f} ms (+{contained - plain:.2f}); "
+                  f"min {low_plain:.2f} -> {low_contained:.2f} ms "
+                  f"(+{low_contained - low_plain:.2f})")
+    finally:
+        factory.close()
+        session.close()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200)
