@@ -140,6 +140,13 @@ def execute(
                 f"{report.removeprefix('error ') or exc}"
             ) from exc
         except OSError as exc:
+            if exc.filename is None:
+                # Not the program (that names it) nor the cwd: the step that
+                # puts the child in place (setgroups, setgid, setuid) failed.
+                raise BackendError(
+                    f"the child could not be put in place (privilege change before exec "
+                    f"failed): {exc}; popen arguments {sorted(kwargs)}"
+                ) from exc
             message = f"{type(exc).__name__}: {exc}"
             return NOT_STARTED, "", message + "\n", False, message, time.monotonic() - start
         namespace: list[int | None] = [None]

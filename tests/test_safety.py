@@ -133,6 +133,7 @@ def test_hostile_wheel_stays_inside(installperm: InstallPerm, tmp_path: Path, ou
     else:
         result = env.run(["uv", "pip", "install", "--offline", "--no-deps", "--python",
                           env.python, "--system", wheel])
+    assert result.error is None, result.describe()  # a missing uv must not pass
     assert not result.outside, f"writes outside the allowed roles:\n{result.describe()}"
     landed = sorted(str(p) for p in result.changes.all if outside in p.name)
     if kind in ("dotdot", "dotdot-sandbox", "absolute", "data-dotdot"):
