@@ -329,6 +329,31 @@ def test_detect_mode_fails_loudly(installperm: InstallPerm, monkeypatch: pytest.
     _closed(installperm, env)
 
 
+def test_remount_fallback_for_old_kernels(installperm: InstallPerm,
+                                          monkeypatch: pytest.MonkeyPatch, outside: str) -> None:
+    """Kernels before 5.12 have no mount_setattr: each mount is remounted
+    instead. Pointing the syscall number at nothing takes that path here."""
+    if contain.namespace_mode()[0] == "detect":
+        pytest.skip(f"no mount namespace here: {contain.namespace_mode()[1]}")
+    monkeypatch.setattr(contain, "SYS_MOUNT_SETATTR", 99999)  # ENOSYS
+    env = installperm.system(locked=("system",), lock_mode="readonly-fs")
+    purelib = env.paths("system")["purelib"]
+    script = _script(env, f"""
+        import errno
+        for target in ({str(purelib / outside)!r}, "/tmp/{outside}", "{env.home}/{outside}"):
+            try:
+                open(target, "w").close()
+                print("WROTE", target)
+            except OSError as exc:
+                print(errno.errorcode[exc.errno], target)
+    """)
+    result = env.run([env.python, script])
+    lines = result.stdout.splitlines()
+    assert lines == [f"EROFS {purelib / outside}", f"EROFS /tmp/{outside}",
+                     f"WROTE {env.home}/{outside}"], result.describe()
+    _closed(installperm, env)
+
+
 def test_containment_that_cannot_start_is_an_error(installperm: InstallPerm) -> None:
     """A backend that fails to put the child in place raises BackendError; it
     never returns a result that a test could mistake for an installer's."""

@@ -361,8 +361,16 @@ class Watch:
                             "/var/tmp", "/dev/shm"})
         self.listings = {d: _names(d) for d in self.flat}
 
+    def begin(self) -> None:
+        """Take the baseline now: what we ourselves changed between runs (new
+        sandboxes in the session root, say) is not the next child's doing."""
+        for snapshot in self.trees:
+            snapshot.update()
+        self.files = {f: _lstat(f) for f in self.files}
+        self.listings = {d: _names(d) for d in self.flat}
+
     def check(self) -> list[str]:
-        """Paths that changed outside the sandbox since the last check."""
+        """Paths that changed outside the sandbox since :meth:`begin`."""
         found: set[str] = set()
         for snapshot in self.trees:
             found.update(str(p) for p in snapshot.update().all)
@@ -437,6 +445,8 @@ class Containment:
         if self.mode == "detect":
             if self.watch is None:
                 self.watch = Watch(self.root, self.child_uid())
+            else:
+                self.watch.begin()
             return kwargs
         for key in ("user", "group", "extra_groups"):
             kwargs.pop(key, None)
