@@ -37,12 +37,51 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "else TMPDIR)",
     )
     parser.addini("installperm_basetemp", "default for --installperm-basetemp", default="")
+    _add_matrix_options(group, parser)
+
+
+def _add_matrix_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
+    """Options of the scenario matrix (matrix.py); each has an ini mirror."""
+    group.addoption("--installperm", dest="installperm", action="store_true", default=False,
+                    help="collect and run the built-in scenario matrix (alone unless test "
+                    "paths are given too)")
+    parser.addini("installperm", "default for --installperm", type="bool", default=False)
+    group.addoption("--installperm-installer", dest="installperm_installer", action="append",
+                    default=[], metavar="NAME|NAME=TEMPLATE",
+                    help="installer under test, repeatable: a preset (pip, uv, installer) or "
+                    "NAME=TEMPLATE with {python} {wheel} {flags} {prefix} {target} {root} "
+                    "{home} (default: pip)")
+    parser.addini("installperm_installer", "default for --installperm-installer",
+                  type="linelist", default=[])
+    group.addoption("--installperm-report", dest="installperm_report", default=None,
+                    metavar="PATH", help="write the matrix as JSON to PATH")
+    parser.addini("installperm_report", "default for --installperm-report", default="")
+    group.addoption("--installperm-markdown", dest="installperm_markdown", default=None,
+                    metavar="PATH", help="write the matrix as a Markdown table to PATH")
+    parser.addini("installperm_markdown", "default for --installperm-markdown", default="")
+    parser.addini("installperm_scenarios", "extra scenario directories (TOML files)",
+                  type="paths", default=[])
+    parser.addini("installperm_divergences", "declared divergences, one per line: "
+                  "'INSTALLER SCENARIO: reason'", type="linelist", default=[])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Refuse bad installers and scenario files before anything runs."""
+    from pytest_installperm import matrix
+
+    if matrix.enabled(config):
+        matrix.load_settings(config)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "installperm: a test that runs installers against locked directories"
     )
+    from pytest_installperm import matrix
+
+    if matrix.enabled(config) and not config.pluginmanager.has_plugin(matrix.PLUGIN_NAME):
+        config.pluginmanager.register(matrix.MatrixPlugin(config), matrix.PLUGIN_NAME)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
