@@ -144,6 +144,24 @@ def test_preinstalled_wheels_are_root_owned_and_stay_untouched(installperm_fakef
     assert (dist_info / "RECORD").exists()
 
 
+def test_works_the_same_for_a_normal_user(unprivileged):
+    """As a non-root uid the fixture gives the same world (root is not special)."""
+    inner = unprivileged.runpytest("""
+        import os
+
+        from pip._internal.commands.install import decide_user_install
+
+        def test_fallback(installperm_fakefs):
+            real_uid = os.geteuid()
+            env = installperm_fakefs.system(locked=("system",))
+            assert real_uid != 0 and os.geteuid() == 1000
+            result = env.call(decide_user_install, None)
+            assert result.value is True, result.describe()
+            assert "Defaulting to user installation" in result.stdout
+    """)
+    inner.assert_outcomes(passed=1)
+
+
 # -- the pyfakefs traps -----------------------------------------------------
 
 
