@@ -18,13 +18,11 @@ from pytest_installperm.backends import Backend, Plan
 from pytest_installperm.changes import Snapshot
 from pytest_installperm.errors import LockUnavailable, RoleError
 from pytest_installperm.interpreter import SCHEME_KEYS, Template, create_venv
-from pytest_installperm.locks import LockSpec
+from pytest_installperm.locks import LockSpec, role_of
 from pytest_installperm.run import Arg, RunResult, execute
 from pytest_installperm.sandbox import Sandbox
 from pytest_installperm.session import PipCopy, SchemeFacts, Session, library_path
 
-#: Roles every run may write to, whatever is locked.
-ALWAYS_ALLOWED = frozenset({"cache", "tmp", "work"})
 DEFAULT_TIMEOUT = 120.0
 
 
@@ -46,7 +44,7 @@ class Environment:
         self._tools = tools
         self._snapshot: Snapshot | None = None
         self.roles: Mapping[str, Path] = MappingProxyType(self._roles())
-        self.allowed_roles = self._allowed()
+        self.allowed_roles = spec.allowed_roles()
 
     # -- description -----------------------------------------------------
     @property
@@ -89,28 +87,9 @@ class Environment:
             roles["base"] = self.sandbox.prefix
         return roles
 
-    def _allowed(self) -> frozenset[str]:
-        allowed = set(ALWAYS_ALLOWED)
-        locked = self.spec.locked
-        if "system" not in locked:
-            allowed.add("system")
-            if "system-scripts" not in locked:
-                allowed.add("system-scripts")
-        if "home" not in locked and self.spec.home == "present":
-            allowed.add("home")
-            if "user" not in locked:
-                allowed.add("user")
-        return frozenset(allowed)
-
     def role_of(self, path: Path) -> str | None:
         """The most specific role whose directory holds ``path``."""
-        best: tuple[int, str] | None = None
-        for name, top in self.roles.items():
-            if path == top or top in path.parents:
-                depth = len(top.parts)
-                if best is None or depth > best[0]:
-                    best = (depth, name)
-        return best[1] if best else None
+        return role_of(self.roles, path)
 
     def __repr__(self) -> str:
         return (f"<Environment {self.kind} python={self.python} backend={self.backend} "

@@ -89,7 +89,7 @@ from pytest_installperm.fakefs_layouts import (
     layout,
     wheel_scheme,
 )
-from pytest_installperm.locks import LockSpec
+from pytest_installperm.locks import LockSpec, role_of
 
 #: The identity code under test sees: a normal user, like uid 1000 in a Docker
 #: image whose system site belongs to root.
@@ -101,7 +101,6 @@ FAKE_ROOT = PurePosixPath("/installperm-fakefs")
 BACKEND = "fakefs"
 #: pyfakefs fixtures that would share (and silently reconfigure) our Patcher.
 PYFAKEFS_FIXTURES = ("fs", "fs_class", "fs_module", "fs_session")
-ALWAYS_ALLOWED = frozenset({"cache", "tmp", "work"})
 _HOST_VARIABLES = ("PIP_", "UV_", "XDG_", "PYTHONUSERBASE", "PYTHONNOUSERSITE",
                    "VIRTUAL_ENV", "CONDA_PREFIX")
 
@@ -411,20 +410,6 @@ def _captured(out: io.StringIO, err: io.StringIO) -> Iterator[None]:
 # ---------------------------------------------------------------------------
 
 
-def allowed_roles(spec: LockSpec) -> frozenset[str]:
-    """Roles a call may write to; the same rule as the subprocess mode's."""
-    allowed = set(ALWAYS_ALLOWED)
-    if "system" not in spec.locked:
-        allowed.add("system")
-        if "system-scripts" not in spec.locked:
-            allowed.add("system-scripts")
-    if "home" not in spec.locked and spec.home == "present":
-        allowed.add("home")
-        if "user" not in spec.locked:
-            allowed.add("user")
-    return frozenset(allowed)
-
-
 class FakeEnvironment:
     """One fake system interpreter (or venv) in the fake filesystem.
 
@@ -450,7 +435,7 @@ class FakeEnvironment:
         self._system: Mapping[str, Path] = MappingProxyType({})
         self._user: Mapping[str, Path] = MappingProxyType({})
         self.roles: Mapping[str, Path] = MappingProxyType({})
-        self.allowed_roles = allowed_roles(spec)
+        self.allowed_roles = spec.allowed_roles()
         self._snapshot: FakeSnapshot | None = None
         self._staged: dict[Path, Path] = {}
         self.stdlib = self.prefix
@@ -475,13 +460,7 @@ class FakeEnvironment:
 
     def role_of(self, path: Path) -> str | None:
         """The most specific role whose directory holds ``path``."""
-        best: tuple[int, str] | None = None
-        for name, top in self.roles.items():
-            if path == top or top in path.parents:
-                depth = len(top.parts)
-                if best is None or depth > best[0]:
-                    best = (depth, name)
-        return best[1] if best else None
+        return role_of(self.roles, path)
 
     def __repr__(self) -> str:
         return (f"<FakeEnvironment {self.kind} layout={self.layout.name} python={self.python} "

@@ -7,8 +7,9 @@ be enforced by ``chmod`` for a normal user or by dropping privileges as root.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from pytest_installperm.errors import RoleError
 
@@ -18,6 +19,8 @@ from pytest_installperm.errors import RoleError
 LOCK_ROLES = ("home", "system", "system-scripts", "user")
 HOME_STATES = ("missing", "present", "unwritable")
 LOCK_MODES = ("deny", "readonly-fs")
+#: Roles every run may write to, whatever is locked.
+ALWAYS_ALLOWED = frozenset({"cache", "tmp", "work"})
 
 
 @dataclass(frozen=True)
@@ -80,3 +83,31 @@ class LockSpec:
         if self.externally_managed is not None:
             parts.append(f"externally_managed={self.externally_managed}")
         return " ".join(parts)
+
+    def allowed_roles(self) -> frozenset[str]:
+        """Roles a run may write to under this profile (both modes use this).
+
+        A locked ``system`` also locks its scripts; the user base lives in HOME,
+        so a locked or missing HOME closes it too.
+        """
+        allowed = set(ALWAYS_ALLOWED)
+        if "system" not in self.locked:
+            allowed.add("system")
+            if "system-scripts" not in self.locked:
+                allowed.add("system-scripts")
+        if "home" not in self.locked and self.home == "present":
+            allowed.add("home")
+            if "user" not in self.locked:
+                allowed.add("user")
+        return frozenset(allowed)
+
+
+def role_of(roles: Mapping[str, Path], path: Path) -> str | None:
+    """The most specific role whose directory holds ``path``, if any."""
+    best: tuple[int, str] | None = None
+    for name, top in roles.items():
+        if path == top or top in path.parents:
+            depth = len(top.parts)
+            if best is None or depth > best[0]:
+                best = (depth, name)
+    return best[1] if best else None
