@@ -181,7 +181,7 @@ class Enter:
         _check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None),
                "mount --make-rprivate /")
         self._set_readonly(b"/", True, recursive=True)
-        if not self.drop_caps and os.path.ismount("/proc"):
+        if not self.drop_caps and _PROC_IS_MOUNT:
             # A non-root child may keep its own /proc files (uid_map for a
             # nested sandbox); a root child may not (sysctls are root's 0644).
             self._set_readonly(b"/proc", False, recursive=False)
@@ -230,6 +230,10 @@ class Enter:
             header = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
             data = (_CapData * 2)()
             _check(libc.capset(ctypes.byref(header), data), "capset")
+
+
+#: Known in the parent, so that the forked child need not ask.
+_PROC_IS_MOUNT = os.path.ismount("/proc")
 
 
 def _write(path: str, data: bytes) -> None:
