@@ -423,6 +423,19 @@ def table(rows: Iterable[Row], root: Path, heading: str = "expected path") -> li
     return lines
 
 
+def _require_started(verdict: str, result: Result) -> None:
+    """Refuse to judge a run whose command never started.
+
+    "Nothing was installed" is trivially true of a command that was not found;
+    passing on it would be a pass the installer never earned.
+    """
+    __tracebackhide__ = True
+    error = getattr(result, "error", None)
+    if error:
+        _fail(f"{verdict}: the installer never started ({error}); there is nothing to judge",
+              result, [])
+
+
 def _fail(title: str, result: Result, body: list[str], notes: Iterable[str] = ()) -> None:
     __tracebackhide__ = True
     root = result.environment.root
@@ -689,6 +702,7 @@ def assert_not_installed(result: Result, wheel: str | os.PathLike[str]) -> None:
     do not count.
     """
     __tracebackhide__ = True
+    _require_started("assert_not_installed", result)
     layout = read_wheel(wheel)
     env = result.environment
     changed = written(result.changes)
@@ -721,6 +735,7 @@ def assert_not_installed(result: Result, wheel: str | os.PathLike[str]) -> None:
 def assert_untouched(result: Result, role: str) -> None:
     """Nothing under ``role`` was created, modified or deleted, in place or not."""
     __tracebackhide__ = True
+    _require_started("assert_untouched", result)
     env = result.environment
     if role not in env.roles:
         raise RoleError(f"unknown role {role!r}: this environment has roles "
@@ -792,6 +807,7 @@ def assert_no_residue(result: Result) -> None:
     one site. Bytecode caches of existing sources are never residue.
     """
     __tracebackhide__ = True
+    _require_started("assert_no_residue", result)
     env = result.environment
     changes = result.changes
     changed = written(changes)

@@ -86,13 +86,57 @@ def default_parent() -> str:
     return tempfile.gettempdir()
 
 
+#: A file in each session root naming the process that owns it.
+OWNER_FILE = ".owner"
+
+
+def _process_token(pid: int) -> str | None:
+    """``"<pid> <start time>"``: survives pid reuse, unlike the pid alone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat_file:
+            fields = stat_file.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return f"{pid} {fields[19]}" if len(fields) > 19 else None
+
+
+def sweep_stale(parent: str) -> list[Path]:
+    """Remove session roots of ours whose owning process is gone.
+
+    A pytest killed with SIGKILL cannot clean up; the next session does. Only
+    directories with an owner file, owned by this uid, whose owner is dead,
+    are touched.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith("installperm-") or not entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_uid != os.geteuid():
+                continue
+            token = Path(entry.path, OWNER_FILE).read_text().strip()
+        except OSError:
+            continue
+        if _process_token(int(token.split()[0])) != token:
+            remove_tree(Path(entry.path))
+            removed.append(Path(entry.path))
+    return removed
+
+
 class SessionRoot:
     """The per-session directory that holds templates and sandboxes."""
 
     def __init__(self, parent: str | None = None) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix="installperm-", dir=parent or default_parent()))
+        where = parent or default_parent()
+        sweep_stale(where)
+        self.path = Path(tempfile.mkdtemp(prefix="installperm-", dir=where))
         # 0711: others may traverse to a sandbox whose name they know, not list.
         os.chmod(self.path, 0o711)
+        (self.path / OWNER_FILE).write_text(f"{_process_token(os.getpid()) or os.getpid()}\n")
         self._count = 0
 
     def new_dir(self, prefix: str) -> Path:

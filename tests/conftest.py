@@ -28,6 +28,7 @@ from pytest_installperm.fixtures import get_session
 #: Distributions the inner pytest needs; their dependencies come along.
 RUNNER_ROOTS = ("pytest", "pytest-installperm", "pytest-xdist", "installer", "pyfakefs")
 
+_CLOSING = re.compile(r"^=+ .*\b\d+ \w+.* in [\d.]+s( \([\d:]+\))? =+$")
 _OUTCOME = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed|deselected)")
 
 
@@ -41,7 +42,8 @@ class InnerRun:
 
     def outcomes(self) -> dict[str, int]:
         """Counts from pytest's closing line, e.g. {"passed": 2, "skipped": 1}."""
-        lines = [ln for ln in self.stdout.splitlines() if ln.startswith("=")]
+        # pytest's closing line: "===== 3 passed, 1 skipped in 1.23s =====".
+        lines = [ln for ln in self.stdout.splitlines() if _CLOSING.search(ln)]
         found: dict[str, int] = {}
         for count, word in _OUTCOME.findall(lines[-1] if lines else ""):
             found["errors" if word.startswith("error") else word] = int(count)

@@ -267,3 +267,22 @@ def test_sandboxes_and_session_root_are_removed(pytester: pytest.Pytester) -> No
     sandbox, session_root = record.read_text().split()
     assert not Path(sandbox).exists()
     assert not Path(session_root).exists()
+
+
+def test_session_roots_of_dead_processes_are_swept(tmp_path: Path) -> None:
+    """A pytest killed with SIGKILL leaves its root; the next session removes it."""
+    import subprocess
+    import sys
+
+    from pytest_installperm.sandbox import OWNER_FILE, SessionRoot
+
+    code = ("import sys; from pytest_installperm.sandbox import SessionRoot; "
+            f"print(SessionRoot({str(tmp_path)!r}).path)")
+    orphan = Path(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 check=True).stdout.strip())
+    (orphan / "ro").mkdir()
+    (orphan / "ro").chmod(0o555)
+    assert (orphan / OWNER_FILE).exists()
+    alive = SessionRoot(str(tmp_path))
+    assert not orphan.exists()
+    assert SessionRoot(str(tmp_path)).path.exists() and alive.path.exists()

@@ -260,6 +260,7 @@ def test_uv_fails_where_pip_falls_back_in_its_own_words(full_run):
 
 
 def test_uv_agrees_with_pip_on_pep668(full_run):
+    compared = 0
     for name in PEP668:
         if (name, "uv") in full_run["skipped"]:
             assert "uv cannot express" in full_run["skipped"][(name, "uv")]
@@ -267,6 +268,9 @@ def test_uv_agrees_with_pip_on_pep668(full_run):
         row = full_run["rows"][(name, "uv")]
         assert row["agrees"], row
         assert row["outcome"] == full_run["rows"][(name, "pip")]["outcome"]
+        compared += 1
+    # Skips alone must not make this pass: uv can express most PEP 668 requests.
+    assert compared >= 3, f"only {compared} PEP 668 scenarios ran for uv"
 
 
 def test_every_invariant_is_evaluated_for_uv_and_its_breaks_are_reported(full_run):
@@ -274,13 +278,13 @@ def test_every_invariant_is_evaluated_for_uv_and_its_breaks_are_reported(full_ru
     assert all(isinstance(r["broken"], list) for r in uv_rows.values())
     broken = {name: r["broken"] for name, r in uv_rows.items() if r["broken"]}
     # uv 0.13.8 writes site-packages, then fails on the locked scripts directory
-    # and keeps what it wrote: the residue invariant, undeclared, fails the item.
+    # and keeps what it wrote, like pip: the break is declared in the scenario
+    # file for both, so the item is an xfail that still reports the break.
     assert broken == {"scripts-only-lock": ["residue"]}
-    assert uv_rows["scripts-only-lock"]["verdict"] == "failed"
+    assert uv_rows["scripts-only-lock"]["verdict"] == "xfailed"
     assert "scripts-only-lock[uv]: invariants broken: residue" in full_run["proc"].stdout
-    assert full_run["proc"].returncode == 1
-    assert "FAILED installperm::scripts-only-lock[uv]" in full_run["proc"].stdout
-    assert full_run["proc"].stdout.count("FAILED ") == 1
+    assert full_run["proc"].returncode == 0, full_run["proc"].stdout[-3000:]
+    assert "FAILED " not in full_run["proc"].stdout
 
 
 def test_report_fields_matrix_and_markdown(full_run):

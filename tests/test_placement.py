@@ -491,3 +491,16 @@ def test_writes_outside_allowed_roles_are_noted(make_wheel: MakeWheel, fake: Fak
     with pytest.raises(PlacementError, match=r"note: this run also wrote outside the roles it "
                                              r"may write: system/stray.txt\n\$ fake install"):
         assert_not_installed(result, wheel)
+
+
+def test_verdicts_refuse_a_command_that_never_started(installperm, make_wheel):
+    """A missing installer "installs nothing": no verdict may pass on that."""
+    wheel = make_wheel("demo", "1.0")
+    env = installperm.system(locked=("system",))
+    result = env.run(["no-such-installer-xyz", "install", wheel])
+    assert result.error is not None
+    for verdict in (lambda: result.assert_not_installed(wheel),
+                    result.assert_no_residue,
+                    lambda: result.assert_untouched("system")):
+        with pytest.raises(PlacementError, match="the installer never started"):
+            verdict()
