@@ -107,7 +107,7 @@ def sweep_stale(parent: str) -> list[Path]:
     directories with an owner file, owned by this uid, whose owner is dead,
     are touched.
     """
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(parent))
     except OSError:
