@@ -12,6 +12,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -378,9 +379,16 @@ def plugin_options(work: Path) -> str:
 
 
 def matrix(work: Path, xdist: int | None, timeout: float = 900.0) -> Result:
-    """Wall time of the built-in matrix for pip and uv in a temp directory."""
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-            "--installperm", "--installperm-installer=pip", "--installperm-installer=uv"]
+    """Wall time of the built-in matrix for pip and uv in a temp directory.
+
+    ``items_s`` sums pytest's per-item durations (setup, call and teardown):
+    the wall time minus it (serially) is the fixed part, start-up and session
+    setup; under ``-n 2`` it also shows how much slower items get when two
+    workers share the cores.
+    """
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--durations=0",
+            "--durations-min=0", "--installperm", "--installperm-installer=pip",
+            "--installperm-installer=uv"]
     if xdist:
         argv += ["-n", str(xdist)]
     project = work / f"matrix-{xdist or 0}"
@@ -398,8 +406,11 @@ def matrix(work: Path, xdist: int | None, timeout: float = 900.0) -> Result:
     if out.returncode not in (0, 1):
         return {"available": False,
                 "reason": f"pytest exited {out.returncode}: {summary or out.stderr[-300:]}"}
+    durations = [float(m.group(1)) for m in re.finditer(
+        r"^([0-9.]+)s (?:setup|call|teardown) ", out.stdout, re.MULTILINE)]
     return {"available": True, "seconds": round(elapsed, 2), "summary": summary,
-            "returncode": out.returncode}
+            "returncode": out.returncode, "items_s": round(sum(durations), 2),
+            "fixed_s": round(elapsed - sum(durations), 2) if not xdist else None}
 
 
 def fakefs(work: Path, iterations: int) -> Result:

@@ -310,6 +310,8 @@ def table(data: dict[str, Any]) -> str:
         rows.append((f"matrix pip+uv {'-n 2' if key == 'xdist2' else 'serial'}",
                      fmt(data[label], "s") if detail.get("available")
                      else f"n/a ({detail.get('reason')})"))
+        if detail.get("available"):
+            rows.append(("  sum of per-item durations", fmt(detail.get("items_s"), "s")))
     fake = data["fakefs_detail"]
     rows.append(("installperm_fakefs overhead", fmt(data["fakefs_overhead_ms_median"])
                  if fake.get("available") else f"n/a ({fake.get('reason')})"))
