@@ -28,7 +28,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -582,7 +582,11 @@ class MatrixPlugin:
             if key == ROW_KEY and isinstance(value, dict):
                 self.rows[(value["scenario"], value["installer"])] = value
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> Generator[None, None, None]:
+        """Print the matrix after pytest's own summaries (the outermost
+        wrapper resumes last), so a run ends with the table."""
+        yield
         if hasattr(self.config, "workerinput"):
             return
         from pytest_installperm import report
