@@ -140,8 +140,9 @@ class Session:
         package = Path(str(dist.locate_file("pip")))
         dist_info = Path(str(dist._path))  # type: ignore[attr-defined]
         root = self.root.new_dir("pip-")
-        shutil.copytree(package, root / "pip", symlinks=True,
-                        ignore=shutil.ignore_patterns("__pycache__"), copy_function=_link_or_copy)
+        # Keep pip's bytecode: a child cannot write caches into this read-only
+        # copy, and without them every pip run recompiles pip (2 s vs 0.4 s).
+        shutil.copytree(package, root / "pip", symlinks=True, copy_function=_link_or_copy)
         shutil.copytree(dist_info, root / dist_info.name)
         if os.geteuid() != 0:
             _make_read_only_dirs(root)
