@@ -1,26 +1,30 @@
 """Before-and-after state of a sandbox, as created, modified and deleted paths.
 
-Why directory-level: a system site may hold tens of thousands of preinstalled
-files, and a run usually touches a few dozen. Creating, deleting or renaming an
-entry always updates its parent directory's mtime and ctime, so after a run we
-``lstat`` only the directories; only those whose times moved are listed again
-and compared entry by entry. The cost of a diff therefore grows with the number
-of directories and with what changed, not with the number of files.
+Why event-driven: a system site may hold tens of thousands of preinstalled
+files, and a run usually touches a few dozen. A snapshot watches every
+directory of the sandbox with inotify (see :mod:`pytest_installperm.watch`);
+after a run, only the directories the kernel reported are listed again and
+compared entry by entry, so a diff costs what changed, not the size of the
+tree. Files rewritten in place are reported too.
 
-The one change this cannot see cheaply is a file rewritten in place (same
-inode) inside a directory whose entries did not change. :meth:`Snapshot.deep_diff`
-covers that case for a chosen subtree by comparing every file's stat; the
-placement verdicts use it where "untouched" must mean every byte.
+Without inotify (or when its queue overflowed) it falls back to comparing
+every directory's times: creating, deleting or renaming an entry updates its
+parent's mtime and ctime, so one lstat per directory finds the dirty ones.
+That pass cannot see a file rewritten in place in a directory whose entries
+did not change; :meth:`Snapshot.deep_diff` covers that case for a subtree.
 """
 
 from __future__ import annotations
 
+import heapq
 import os
 import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
+
+from pytest_installperm.watch import Watcher
 
 
 class Entry(NamedTuple):
@@ -75,6 +79,12 @@ def _list(directory: str) -> dict[str, Entry]:
                     # inode), so d_ino from the listing suffices: no lstat needed.
                     found[item.name] = Entry("l", item.inode(), 0, 0, 0, 0, 0, 0)
                     continue
+                if item.is_dir(follow_symlinks=False):
+                    # A directory's own stat lives in Snapshot.dirs and is compared
+                    # there; in its parent's listing only its identity matters, and
+                    # d_type and d_ino come with the listing: no lstat needed.
+                    found[item.name] = Entry("d", item.inode(), 0, 0, 0, 0, 0, 0)
+                    continue
                 try:
                     found[item.name] = _entry(item.stat(follow_symlinks=False))
                 except FileNotFoundError:
@@ -91,27 +101,40 @@ class Snapshot:
     root: Path
     dirs: dict[str, Entry] = field(default_factory=dict)
     listings: dict[str, dict[str, Entry]] = field(default_factory=dict)
+    #: Kernel reports of which directories changed; None: compare them all.
+    watch: Watcher | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def take(cls, root: Path) -> Snapshot:
-        snap = cls(root)
+    def take(cls, root: Path, *, watch: bool = True) -> Snapshot:
+        snap = cls(root, watch=Watcher() if watch else None)
         snap._add_tree(str(root))
         return snap
 
-    def _add_tree(self, top: str) -> None:
-        """Record ``top`` and every directory below it (iteratively)."""
+    def close(self) -> None:
+        """Stop watching (releases its inotify watches); update() then compares all."""
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
+
+    def _add_tree(self, top: str) -> list[str]:
+        """Record ``top`` and every directory below it; return those recorded."""
+        added: list[str] = []
         stack = [top]
         while stack:
             directory = stack.pop()
+            if self.watch is not None:
+                self.watch.add(directory)  # before listing, so nothing slips between
             try:
                 self.dirs[directory] = _entry(os.lstat(directory))
             except FileNotFoundError:
                 continue
+            added.append(directory)
             listing = _list(directory)
             self.listings[directory] = listing
             stack.extend(
                 os.path.join(directory, name) for name, e in listing.items() if e.kind == "d"
             )
+        return added
 
     def _forget_tree(self, top: str) -> Iterator[str]:
         """Drop ``top`` and everything below it, yielding the paths dropped."""
@@ -134,16 +157,34 @@ class Snapshot:
         created: set[str] = set()
         modified: set[str] = set()
         deleted: set[str] = set()
-        for directory in sorted(self.dirs):
-            if directory not in self.dirs:  # dropped while handling a parent
+        dirty = self.watch.dirty() if self.watch is not None else None
+        # With kernel reports, re-list just the directories they name, even if
+        # their times did not move (a file rewritten in place); without, check
+        # every directory's times. A heap: parents come out before children.
+        forced = dirty is not None
+        pending = list(self.dirs) if dirty is None else list(dirty & self.dirs.keys())
+        heapq.heapify(pending)
+        done: set[str] = set()
+        while pending:
+            directory = heapq.heappop(pending)
+            if directory in done:
                 continue
-            before = self.dirs[directory]
+            done.add(directory)
+            before = self.dirs.get(directory)
+            if before is None:  # dropped while handling a parent
+                continue
             try:
-                now = _entry(os.lstat(directory))
+                st = os.lstat(directory)
             except FileNotFoundError:
                 continue  # its parent is dirty and reports the deletion
-            if now == before:
+            # The hot loop of a sweep: one lstat per directory, nothing built
+            # unless it moved (entries, mode and owner all move ctime).
+            if (not forced and st.st_mtime_ns == before.mtime_ns
+                    and st.st_ctime_ns == before.ctime_ns and st.st_ino == before.ino):
                 continue
+            if self.watch is not None:
+                self.watch.ensure(directory, st.st_ino)  # it may be a new directory
+            now = _entry(st)
             self.dirs[directory] = now
             if (now.mode, now.uid, now.gid) != (before.mode, before.uid, before.gid):
                 modified.add(directory)
@@ -165,6 +206,11 @@ class Snapshot:
                 if a == b:
                     continue
                 path = os.path.join(directory, name)
+                if a.kind == b.kind == "d":
+                    # Another directory under the same name (moved in, or made
+                    # again): compare its entries too, whatever was reported.
+                    heapq.heappush(pending, path)
+                    continue
                 if a.kind != b.kind or (a.kind != "d" and a.ino != b.ino):
                     deleted.add(path)
                     created.add(path)
@@ -178,10 +224,8 @@ class Snapshot:
 
     def _new_tree(self, top: str) -> set[str]:
         """Record a directory that appeared; return every path below it."""
-        before = set(self.dirs)
-        self._add_tree(top)
         found: set[str] = set()
-        for directory in set(self.dirs) - before:
+        for directory in self._add_tree(top):
             found.update(os.path.join(directory, n) for n in self.listings[directory])
         return found
 
@@ -203,7 +247,7 @@ class Snapshot:
                 except FileNotFoundError:
                     changed.add(Path(path))
                     continue
-                if not _same(entry, now):
+                if not _same(self.dirs.get(path, entry) if entry.kind == "d" else entry, now):
                     changed.add(Path(path))
         return changed
 

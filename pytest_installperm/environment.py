@@ -152,6 +152,8 @@ class Environment:
         return path
 
     def remove(self) -> None:
+        if self._snapshot is not None:
+            self._snapshot.close()  # its inotify watches
         self.sandbox.remove()
 
 

@@ -254,7 +254,11 @@ class Template:
                 shutil.copy2(src, marker)
                 continue
             entries.append(item)
-            if not readable:
+            if item == "__pycache__" and src.is_dir():
+                # Always a copy, never a symlink: children read this bytecode,
+                # and must not write into the base's own cache (chmod backend).
+                _mirror_tree(src, stdlib / item)
+            elif not readable:
                 os.symlink(src, stdlib / item)
             elif src.is_dir() and not src.is_symlink():
                 _mirror_tree(src, stdlib / item)

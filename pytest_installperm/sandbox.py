@@ -121,7 +121,10 @@ def sweep_stale(parent: str) -> list[Path]:
             token = Path(entry.path, OWNER_FILE).read_text().strip()
         except OSError:
             continue
-        if _process_token(int(token.split()[0])) != token:
+        pid = token.split()[0] if token else ""
+        if not pid.isdigit():
+            continue  # still being written by a concurrent session (another xdist worker)
+        if _process_token(int(pid)) != token:
             remove_tree(Path(entry.path))
             removed.append(Path(entry.path))
     return removed
@@ -136,7 +139,10 @@ class SessionRoot:
         self.path = Path(tempfile.mkdtemp(prefix="installperm-", dir=where))
         # 0711: others may traverse to a sandbox whose name they know, not list.
         os.chmod(self.path, 0o711)
-        (self.path / OWNER_FILE).write_text(f"{_process_token(os.getpid()) or os.getpid()}\n")
+        # Written whole or not at all: another session may be sweeping right now.
+        partial = self.path / f"{OWNER_FILE}.tmp"
+        partial.write_text(f"{_process_token(os.getpid()) or os.getpid()}\n")
+        os.replace(partial, self.path / OWNER_FILE)
         self._count = 0
 
     def new_dir(self, prefix: str) -> Path:

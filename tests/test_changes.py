@@ -68,10 +68,38 @@ def test_in_place_rewrite_in_dirty_dir_is_modified(tree: Path) -> None:
 
 
 def test_deep_diff_sees_in_place_rewrite_in_clean_dir(tree: Path) -> None:
-    snap = Snapshot.take(tree)
+    snap = Snapshot.take(tree, watch=False)
     (tree / "site" / "pkg" / "a.py").write_text("rewritten, same directory entries")
-    assert not snap.update()  # the cheap pass cannot see it, by design
+    assert not snap.update()  # the sweep cannot see it, by design
     assert snap.deep_diff(tree / "site") == {tree / "site" / "pkg" / "a.py"}
+
+
+def test_watched_snapshot_sees_in_place_rewrite_in_clean_dir(tree: Path) -> None:
+    snap = Snapshot.take(tree)
+    assert snap.watch is not None and not snap.watch.broken, "inotify unavailable here"
+    (tree / "site" / "pkg" / "a.py").write_text("rewritten, same directory entries")
+    assert snap.update().modified == {tree / "site" / "pkg" / "a.py"}
+
+
+def test_unsure_watch_falls_back_to_comparing_every_directory(tree: Path) -> None:
+    snap = Snapshot.take(tree)
+    assert snap.watch is not None
+    snap.watch.broken = True  # what a queue overflow or a watch limit does
+    (tree / "site" / "pkg" / "b.py").write_text("b")
+    assert snap.update().created == {tree / "site" / "pkg" / "b.py"}
+
+
+def test_directory_moved_away_and_made_again_is_compared(tree: Path) -> None:
+    snap = Snapshot.take(tree)
+    os.rename(tree / "site" / "pkg", tree / "home" / "moved")
+    (tree / "site" / "pkg").mkdir()
+    (tree / "site" / "pkg" / "new.py").write_text("n")
+    changes = snap.update()
+    assert tree / "site" / "pkg" / "new.py" in changes.created
+    assert tree / "site" / "pkg" / "a.py" in changes.deleted
+    assert tree / "home" / "moved" / "a.py" in changes.created
+    (tree / "site" / "pkg" / "later.py").write_text("l")  # the new directory is watched
+    assert snap.update().created == {tree / "site" / "pkg" / "later.py"}
 
 
 def test_chmod_of_directory_is_modified(tree: Path) -> None:
