@@ -90,6 +90,7 @@ from pytest_installperm.fakefs_layouts import (
     wheel_scheme,
 )
 from pytest_installperm.locks import LockSpec, role_of
+from pytest_installperm.verdicts import Verdicts
 
 #: The identity code under test sees: a normal user, like uid 1000 in a Docker
 #: image whose system site belongs to root.
@@ -309,7 +310,7 @@ class FakeSnapshot:
 
 
 @dataclass(frozen=True)
-class FakeResult:
+class FakeResult(Verdicts):
     """What one in-process call did: the RunResult API, plus the return value.
 
     ``returncode`` is 0 when the call returned, the exit status of a
@@ -344,30 +345,9 @@ class FakeResult:
         tail = "\n".join(f"  | {line}" for line in text)
         return head + (f"\n  last lines of output:\n{tail}" if tail else "")
 
-    def assert_installed(self, wheel: str | os.PathLike[str],
-                         scheme: str | os.PathLike[str] = "user") -> None:
-        __tracebackhide__ = True
-        from pytest_installperm import placement
-
-        placement.assert_installed(self, self.environment.stage(Path(wheel)), scheme)
-
-    def assert_not_installed(self, wheel: str | os.PathLike[str]) -> None:
-        __tracebackhide__ = True
-        from pytest_installperm import placement
-
-        placement.assert_not_installed(self, self.environment.stage(Path(wheel)))
-
-    def assert_untouched(self, role: str) -> None:
-        __tracebackhide__ = True
-        from pytest_installperm import placement
-
-        placement.assert_untouched(self, role)
-
-    def assert_no_residue(self) -> None:
-        __tracebackhide__ = True
-        from pytest_installperm import placement
-
-        placement.assert_no_residue(self)
+    def _wheel_for_verdict(self, wheel: str | os.PathLike[str]) -> Path:
+        """The verdicts read the wheel inside the fake filesystem."""
+        return self.environment.stage(Path(wheel))
 
 
 def _exit_status(exc: SystemExit, err: io.StringIO) -> int:

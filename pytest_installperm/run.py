@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Union
 from pytest_installperm.backends.contain import Channel, containment_of
 from pytest_installperm.changes import Changes
 from pytest_installperm.errors import BackendError
+from pytest_installperm.verdicts import Verdicts
 
 if TYPE_CHECKING:
     from pytest_installperm.environment import Environment
@@ -33,7 +34,7 @@ DRAIN_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
-class RunResult:
+class RunResult(Verdicts):
     """What one installer run did: status, output, and changes by role."""
 
     argv: tuple[str, ...]
@@ -68,31 +69,6 @@ class RunResult:
         text = (self.stderr.strip() or self.stdout.strip()).splitlines()[-lines:]
         tail = "\n".join(f"  | {line}" for line in text)
         return head + (f"\n  last lines of output:\n{tail}" if tail else "")
-
-    # The verdicts live in placement.py; these are the user-facing handles.
-    def assert_installed(self, wheel: Arg, scheme: str | os.PathLike[str] = "user") -> None:
-        __tracebackhide__ = True
-        from pytest_installperm import placement
-
-        placement.assert_installed(self, Path(wheel), scheme)
-
-    def assert_not_installed(self, wheel: Arg) -> None:
-        __tracebackhide__ = True
-        from pytest_installperm import placement
-
-        placement.assert_not_installed(self, Path(wheel))
-
-    def assert_untouched(self, role: str) -> None:
-        __tracebackhide__ = True
-        from pytest_installperm import placement
-
-        placement.assert_untouched(self, role)
-
-    def assert_no_residue(self) -> None:
-        __tracebackhide__ = True
-        from pytest_installperm import placement
-
-        placement.assert_no_residue(self)
 
 
 def execute(

@@ -1,0 +1,50 @@
+"""The placement verdicts as methods, for any result class to mix in.
+
+Both :class:`~pytest_installperm.run.RunResult` (subprocess mode) and
+:class:`~pytest_installperm.fakefs.FakeResult` (in-process mode) offer the
+same four assertions; they differ only in how a wheel path is made visible to
+the run, which :meth:`Verdicts._wheel_for_verdict` lets a class choose.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from pytest_installperm.placement import Result
+
+
+class Verdicts:
+    """``assert_installed``, ``assert_not_installed``, ``assert_untouched`` and
+    ``assert_no_residue``, delegating to :mod:`pytest_installperm.placement`."""
+
+    def _wheel_for_verdict(self, wheel: str | os.PathLike[str]) -> Path:
+        """The wheel as the verdict should read it (in-process: the fake copy)."""
+        return Path(wheel)
+
+    def assert_installed(self, wheel: str | os.PathLike[str],
+                         scheme: str | os.PathLike[str] = "user") -> None:
+        __tracebackhide__ = True
+        from pytest_installperm import placement
+
+        placement.assert_installed(cast("Result", self), self._wheel_for_verdict(wheel), scheme)
+
+    def assert_not_installed(self, wheel: str | os.PathLike[str]) -> None:
+        __tracebackhide__ = True
+        from pytest_installperm import placement
+
+        placement.assert_not_installed(cast("Result", self), self._wheel_for_verdict(wheel))
+
+    def assert_untouched(self, role: str) -> None:
+        __tracebackhide__ = True
+        from pytest_installperm import placement
+
+        placement.assert_untouched(cast("Result", self), role)
+
+    def assert_no_residue(self) -> None:
+        __tracebackhide__ = True
+        from pytest_installperm import placement
+
+        placement.assert_no_residue(cast("Result", self))
