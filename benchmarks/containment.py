@@ -21,7 +21,7 @@ def main(runs: int) -> None:
     session = Session()
     factory = InstallPerm(session)
     try:
-        env = factory.system(locked=("system",))
+        env = factory.system(externally_managed=False, locked=("system",))
         backend = env._backend
         for program in (["/bin/true"], [str(env.python), "-c", "pass"]):
             times: dict[str, list[float]] = {"plain": [], "contained": []}

@@ -199,12 +199,12 @@ def breakdown(backend: str | None, iterations: int) -> Result:
     totals: list[float] = []
     try:
         with session_of(backend) as (_session, factory):
-            factory.system()
+            factory.system(externally_managed=False)
             factory.close()
             for _ in range(iterations):
                 spent.clear()
                 t0 = time.perf_counter()
-                factory.system().snapshot().update()
+                factory.system(externally_managed=False).snapshot().update()
                 factory.close()
                 totals.append(time.perf_counter() - t0)
                 for label in per_iteration:
@@ -310,7 +310,7 @@ def installs(installer: str, wheel: Path, iterations: int, warmup: int = 1) -> R
     total: list[float] = []
     with session_of(None) as (_session, factory):
         for i in range(iterations + warmup):
-            env = factory.system(locked=())
+            env = factory.system(externally_managed=False, locked=())
             t0 = time.perf_counter()
             result = env.run(install_argv(installer, env, wheel))
             elapsed = time.perf_counter() - t0
@@ -341,7 +341,7 @@ def detection(n_files: int, rounds: int, work: Path) -> Result:
     update: list[float] = []
     created: list[int] = []
     with session_of(None) as (_session, factory):
-        env = factory.system(locked=())
+        env = factory.system(externally_managed=False, locked=())
         site = env.paths("system")["purelib"]
         t0 = time.perf_counter()
         files, dirs = populate_site(site, n_files)

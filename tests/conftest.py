@@ -118,8 +118,10 @@ class Unprivileged:
             self.pytester.makepyfile(test_inner=code, **(modules or {}))
             for file in files:
                 shutil.copy2(file, self.pytester.path / file.name)
-            result = self.pytester.runpytest_subprocess("-p", "no:cacheprovider", *args,
-                                                        timeout=timeout)
+            # The test file is named explicitly, as in the root branch below.
+            test = str(self.pytester.path / "test_inner.py")
+            result = self.pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs", test,
+                                                        *args, timeout=timeout)
             return InnerRun(int(result.ret), result.stdout.str(), result.stderr.str())
         work = self.env.sandbox.work
         for old in work.glob("test_inner*.py"):

@@ -45,7 +45,7 @@ def test_same_scenario_same_result_100_times(installperm: InstallPerm,
                        console_scripts={"steady": "steady:main"})
     seen: Counter[tuple[int, tuple[str, ...]]] = Counter()
     for _ in range(RUNS):
-        env = installperm.system(locked=())
+        env = installperm.system(externally_managed=False, locked=())
         result = env.run(["uv", "pip", "install", "--offline", "--no-cache", "--no-deps",
                           "--python", env.python, "--system", wheel])
         assert result.returncode == 0, result.describe()

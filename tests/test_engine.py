@@ -21,13 +21,13 @@ DEBIAN = Path("/usr/bin/python3.11")
 
 
 def test_report_reproduced_pip_falls_back(installperm: InstallPerm, demo_wheel: Path) -> None:
-    env = installperm.system(locked=("system",))
+    env = installperm.system(externally_managed=False, locked=("system",))
     assert env.kind == "system" and not (env.prefix / "pyvenv.cfg").exists()
     check_pip_fell_back(env, env.pip("install", demo_wheel))
 
 
 def test_report_reproduced_uv_is_denied(installperm: InstallPerm, demo_wheel: Path) -> None:
-    env = installperm.system(locked=("system",))
+    env = installperm.system(externally_managed=False, locked=("system",))
     result = env.run(["uv", "pip", "install", "--python", env.python, "--system", demo_wheel])
     check_uv_denied(env, result)
 
@@ -43,12 +43,12 @@ def test_report_reproduced_as_normal_user(unprivileged, demo_wheel: Path) -> Non
 
         def test_pip(installperm):
             assert os.geteuid() != 0
-            env = installperm.system(locked=("system",))
+            env = installperm.system(externally_managed=False, locked=("system",))
             assert env.backend == "chmod"
             check_pip_fell_back(env, env.pip("install", WHEEL))
 
         def test_uv(installperm):
-            env = installperm.system(locked=("system",))
+            env = installperm.system(externally_managed=False, locked=("system",))
             assert env.backend == "chmod"
             result = env.run(["uv", "pip", "install", "--python", env.python, "--system", WHEEL])
             check_uv_denied(env, result)
@@ -116,7 +116,7 @@ def test_host_environment_does_not_leak(installperm: InstallPerm, demo_wheel: Pa
              "XDG_CONFIG_HOME": str(tmp_path), "HOME": str(tmp_path)}
     for key, value in leaks.items():
         monkeypatch.setenv(key, value)
-    env = installperm.system(locked=("system",))
+    env = installperm.system(externally_managed=False, locked=("system",))
     seen = env.run([env.python, "-c", "import json, os; print(json.dumps(dict(os.environ)))"])
     child = json.loads(seen.stdout)
     assert not set(leaks) - {"XDG_CONFIG_HOME", "HOME"} & set(child)
@@ -127,14 +127,14 @@ def test_host_environment_does_not_leak(installperm: InstallPerm, demo_wheel: Pa
 
 
 def test_caller_env_is_passed_and_removed(installperm: InstallPerm) -> None:
-    env = installperm.system(locked=())
+    env = installperm.system(externally_managed=False, locked=())
     code = "import os; print(os.environ.get('PIP_USER'), os.environ.get('PIP_NO_INPUT'))"
     result = env.run([env.python, "-c", code], env={"PIP_USER": "1", "PIP_NO_INPUT": None})
     assert result.stdout.split() == ["1", "None"]
 
 
 def test_timeout_kills_the_process_group(installperm: InstallPerm) -> None:
-    env = installperm.system(locked=())
+    env = installperm.system(externally_managed=False, locked=())
     pidfile = env.sandbox.tmp / "grandchild.pid"
     code = ("import subprocess, sys, time; "
             "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
@@ -156,7 +156,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_missing_command_is_a_result(installperm: InstallPerm) -> None:
-    env = installperm.system(locked=())
+    env = installperm.system(externally_managed=False, locked=())
     result = env.run(["no-such-installer-xyz", "install", "x"])
     assert result.returncode == 127
     assert result.error is not None and "No such file or directory" in result.error
@@ -180,9 +180,9 @@ def test_venv_interpreter_is_refused(installperm: InstallPerm, tmp_path: Path) -
 
 def test_unknown_role_is_a_value_error(installperm: InstallPerm) -> None:
     with pytest.raises(ValueError, match="valid roles are home, system, system-scripts, user"):
-        installperm.system(locked=("site",))
+        installperm.system(externally_managed=False, locked=("site",))
     with pytest.raises(RoleError):
-        installperm.system(locked=()).paths("home")
+        installperm.system(externally_managed=False, locked=()).paths("home")
 
 
 class TestLocksHold:
@@ -199,30 +199,30 @@ class TestLocksHold:
         return env.run([env.python, "-c", self.WRITE, str(target)]).stdout.strip()
 
     def test_system_locked_user_open(self, installperm: InstallPerm) -> None:
-        env = installperm.system(locked=("system",))
+        env = installperm.system(externally_managed=False, locked=("system",))
         assert self.probe(env, env.paths("system")["purelib"]) == "DENIED 13"
         assert self.probe(env, env.paths("system")["scripts"]) == "DENIED 13"
         assert self.probe(env, env.home) == "WROTE"
 
     def test_scripts_only(self, installperm: InstallPerm) -> None:
-        env = installperm.system(locked=("system-scripts",))
+        env = installperm.system(externally_managed=False, locked=("system-scripts",))
         assert self.probe(env, env.paths("system")["scripts"]) == "DENIED 13"
         assert self.probe(env, env.paths("system")["purelib"]) == "WROTE"
 
     def test_user_base_locked(self, installperm: InstallPerm) -> None:
-        env = installperm.system(locked=("system", "user"))
+        env = installperm.system(externally_managed=False, locked=("system", "user"))
         assert self.probe(env, env.userbase) == "DENIED 13"
         assert self.probe(env, env.home) == "WROTE"
 
     @pytest.mark.parametrize("home", ["missing", "unwritable"])
     def test_home(self, installperm: InstallPerm, home: str) -> None:
-        env = installperm.system(locked=(), home=home)
+        env = installperm.system(externally_managed=False, locked=(), home=home)
         assert env.home.exists() is (home == "unwritable")
         target = env.home if home == "unwritable" else env.home.parent
         assert self.probe(env, target) == "DENIED 13"
 
     def test_user_site_off(self, installperm: InstallPerm) -> None:
-        env = installperm.system(locked=(), user_site=False)
+        env = installperm.system(externally_managed=False, locked=(), user_site=False)
         out = env.run([env.python, "-c", "import site; print(site.ENABLE_USER_SITE)"])
         assert out.stdout.strip() == "False"
 
@@ -237,11 +237,11 @@ class TestLocksHold:
 def test_forced_chmod_as_root_skips_with_reason(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("""
         def test_locked(installperm):
-            installperm.system(locked=("system",))
+            installperm.system(externally_managed=False, locked=("system",))
             raise AssertionError("a lock that root walks through must never get here")
 
         def test_unlocked(installperm):
-            assert installperm.system(locked=()).backend == "chmod"
+            assert installperm.system(externally_managed=False, locked=()).backend == "chmod"
     """)
     result = pytester.runpytest("--installperm-backend", "chmod", "-rs")
     result.assert_outcomes(passed=1, skipped=1)
@@ -255,7 +255,7 @@ def test_sandboxes_and_session_root_are_removed(pytester: pytest.Pytester) -> No
         from pytest_installperm.fixtures import get_session
 
         def test_leave_a_mess(installperm, request):
-            env = installperm.system(locked=("system",))
+            env = installperm.system(externally_managed=False, locked=("system",))
             code = ("import os; d = os.path.join(os.environ['HOME'], 'ro'); os.makedirs(d); "
                     "open(os.path.join(d, 'f'), 'w').write('x'); os.chmod(d, 0o555)")
             assert env.run([env.python, "-c", code]).returncode == 0

@@ -58,7 +58,8 @@ def test_auto_picks_mountns_for_readonly_fs() -> None:
 
 @needs_namespace
 def test_readonly_fs_locks_fail_with_erofs(installperm: InstallPerm) -> None:
-    env = installperm.system(locked=("system", "user"), lock_mode="readonly-fs")
+    env = installperm.system(externally_managed=False,
+                             locked=("system", "user"), lock_mode="readonly-fs")
     assert env.backend == "mountns"
     dirs = {"purelib": env.paths("system")["purelib"], "scripts": env.paths("system")["scripts"],
             "userbase": env.userbase, "home": env.home}
@@ -75,7 +76,7 @@ def test_readonly_fs_locks_fail_with_erofs(installperm: InstallPerm) -> None:
 
 @needs_namespace
 def test_mountns_deny_mode_is_eacces(installperm: InstallPerm) -> None:
-    env = installperm.system(locked=("system",), backend="mountns")
+    env = installperm.system(externally_managed=False, locked=("system",), backend="mountns")
     purelib = env.paths("system")["purelib"]
     result = env.run([env.python, "-c", PROBE, json.dumps({"purelib": str(purelib)})])
     assert json.loads(result.stdout) == {"purelib": "EACCES", "purelib:access": False}, (
@@ -84,7 +85,7 @@ def test_mountns_deny_mode_is_eacces(installperm: InstallPerm) -> None:
 
 @needs_namespace
 def test_readonly_fs_pip_falls_back_to_user(installperm: InstallPerm, wheel: Path) -> None:
-    env = installperm.system(locked=("system",), lock_mode="readonly-fs")
+    env = installperm.system(externally_managed=False, locked=("system",), lock_mode="readonly-fs")
     result = env.pip("install", "--no-index", "--no-deps", wheel)
     assert result.returncode == 0, result.describe()
     assert "Defaulting to user installation because normal site-packages is not writeable" in (
@@ -98,7 +99,8 @@ def test_readonly_fs_pip_falls_back_to_user(installperm: InstallPerm, wheel: Pat
 @needs_namespace
 def test_readonly_fs_user_base_too_has_no_user_hint(installperm: InstallPerm,
                                                     wheel: Path) -> None:
-    env = installperm.system(locked=("system", "user"), lock_mode="readonly-fs")
+    env = installperm.system(externally_managed=False,
+                             locked=("system", "user"), lock_mode="readonly-fs")
     result = env.pip("install", "--no-index", "--no-deps", wheel)
     assert result.returncode != 0, result.describe()
     assert "Defaulting to user installation" in result.output
@@ -111,7 +113,7 @@ def test_readonly_fs_user_base_too_has_no_user_hint(installperm: InstallPerm,
 def test_deny_mode_user_base_locked_says_check_permissions(installperm: InstallPerm,
                                                            wheel: Path) -> None:
     """The contrast: the same scenario with EACCES asks to check permissions."""
-    env = installperm.system(locked=("system", "user"))
+    env = installperm.system(externally_managed=False, locked=("system", "user"))
     result = env.pip("install", "--no-index", "--no-deps", wheel)
     assert result.returncode != 0, result.describe()
     assert "[Errno 13] Permission denied" in result.output, result.describe()
@@ -124,7 +126,8 @@ def test_no_fallback_hint_depends_on_errno(installperm: InstallPerm, wheel: Path
     """User site off, so no fallback: EACCES suggests ``--user``, EROFS does not."""
     if lock_mode == "readonly-fs" and namespace_mode()[0] == "detect":
         pytest.skip(f"no mount or user namespace here: {namespace_mode()[1]}")
-    env = installperm.system(locked=("system",), user_site=False, lock_mode=lock_mode)
+    env = installperm.system(externally_managed=False,
+                             locked=("system",), user_site=False, lock_mode=lock_mode)
     result = env.pip("install", "--no-index", "--no-deps", wheel)
     assert result.returncode != 0, result.describe()
     assert "Defaulting to user installation" not in result.output
@@ -142,7 +145,7 @@ import errno, json, os
 
 def test_readonly_fs_as_a_normal_user(installperm):
     assert os.geteuid() != 0
-    env = installperm.system(locked=("system",), lock_mode="readonly-fs")
+    env = installperm.system(externally_managed=False, locked=("system",), lock_mode="readonly-fs")
     assert env.backend == "mountns"
     purelib = env.paths("system")["purelib"]
     code = ("import errno, os\\n"

@@ -24,7 +24,8 @@ def wheel(make_wheel):
 
 
 def test_pip_falls_back_to_the_user_site(installperm, wheel):
-    env = installperm.system(locked=("system",))
+    # Docker's python images carry no PEP 668 marker; say so, whatever the base.
+    env = installperm.system(externally_managed=False, locked=("system",))
     result = env.pip("install", wheel)
     assert result.returncode == 0, result.describe()
     assert FALLBACK in result.stdout
@@ -33,7 +34,7 @@ def test_pip_falls_back_to_the_user_site(installperm, wheel):
 
 
 def test_uv_is_denied_and_leaves_nothing(installperm, wheel):
-    env = installperm.system(locked=("system",))
+    env = installperm.system(externally_managed=False, locked=("system",))
     result = env.run(["uv", "pip", "install", "--python", env.python, "--system", wheel])
     assert result.returncode != 0
     assert "Permission denied (os error 13)" in result.stderr
