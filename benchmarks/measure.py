@@ -114,7 +114,7 @@ def overhead(backend: str | None, iterations: int, warmup: int = 3, *,
                 build.append(t1 - t0)
                 diff.append(t2 - t1)
                 teardown.append(t3 - t2)
-    total = [a + b + c for a, b, c in zip(build, diff, teardown)]
+    total = [a + b + c for a, b, c in zip(build, diff, teardown, strict=True)]
     return {
         "backend": name,
         "available": True,

@@ -140,7 +140,7 @@ def progress(text: str) -> None:
 
 def run_all(args: argparse.Namespace, work: Path, base_tmp: str) -> dict[str, Any]:
     data: dict[str, Any] = {"schema": 1, "quick": args.quick,
-                            "date": datetime.datetime.now(datetime.timezone.utc)
+                            "date": datetime.datetime.now(datetime.UTC)
                             .strftime("%Y-%m-%dT%H:%M:%SZ"),
                             "machine": machine(base_tmp)}
 

@@ -60,7 +60,7 @@ def terminal(rows: Sequence[Row], scenarios: Sequence[str], installers: Sequence
     grid = _grid(rows, scenarios, installers)
     header = ["scenario", *installers]
     widths = [max(len(r[i]) for r in [header, *grid]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
              for row in [header, *grid]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     counts: dict[str, int] = {}

@@ -607,7 +607,7 @@ def real_runs(request: pytest.FixtureRequest, wheels: Wheels,
                 jobs[case.name, "app"] = partial(app_env.run, argv,
                                                  env={"PYTHONPATH": str(plugin_app[1])})
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            done = dict(zip(jobs, pool.map(lambda job: job(), jobs.values())))
+            done = dict(zip(jobs, pool.map(lambda job: job(), jobs.values()), strict=True))
         for case in CASES:
             result = done[case.name, "pip"]
             real = found[case.name] = Real(real_decision(result, case), result.describe())

@@ -10,7 +10,7 @@ verdict built on it worthless.
 
 from __future__ import annotations
 
-import sys
+import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +23,6 @@ from packaging.version import InvalidVersion, Version
 
 from pytest_installperm.errors import ScenarioError
 from pytest_installperm.locks import HOME_STATES, LOCK_MODES, LOCK_ROLES
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python < 3.11
-    import tomli as tomllib
 
 #: Where an install can land, or "error" when the installer refused or failed.
 OUTCOMES = ("system", "user", "prefix", "target", "error")
