@@ -42,6 +42,7 @@ import shlex
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol, Union
 
@@ -225,11 +226,6 @@ def _other_schemes(env: EnvironmentLike, scheme: Scheme) -> list[Scheme]:
 # ---------------------------------------------------------------------------
 # small facts about files
 # ---------------------------------------------------------------------------
-
-
-def _hash_of(path: Path) -> str:
-    with open(path, "rb") as stream:
-        return file_hash(stream.read())
 
 
 def _is_bytecode(path: Path) -> bool:
@@ -465,17 +461,32 @@ class _Check:
     findings: dict[Path, list[str]] = field(default_factory=dict)
     accounted: set[Path] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
+    #: path -> RECORD-form hash of its bytes, so that no file is read twice.
+    hashes: dict[Path, str] = field(default_factory=dict)
 
     @property
     def env(self) -> EnvironmentLike:
         return self.result.environment
 
-    @property
+    @cached_property
     def changed(self) -> frozenset[Path]:
+        """Computed once: :func:`written` stats every modified path."""
         return written(self.result.changes)
 
     def add(self, path: Path, found: str) -> None:
         self.findings.setdefault(path, []).append(found)
+
+    def read(self, path: Path) -> bytes:
+        """The bytes of ``path``, remembering their hash for the RECORD check."""
+        with open(path, "rb") as stream:
+            data = stream.read()
+        self.hashes[path] = file_hash(data)
+        return data
+
+    def hash_of(self, path: Path) -> str:
+        if path not in self.hashes:
+            self.read(path)
+        return self.hashes[path]
 
     @property
     def rows(self) -> list[Row]:
@@ -510,10 +521,8 @@ def _header_path(layout: WheelLayout, scheme: Scheme, member: Member) -> Path:
     return scheme.header_dirs[0] / layout.project / member.path
 
 
-def _content_problem(path: Path, member: Member, python: Path) -> str | None:
-    """What is wrong with an existing file at a member's destination, or None."""
-    with open(path, "rb") as stream:
-        data = stream.read()
+def _content_problem(path: Path, data: bytes, member: Member, python: Path) -> str | None:
+    """What is wrong with ``data``, read at a member's destination ``path``, or None."""
     actual = file_hash(data)
     if member.kind == KIND_ENTRY_POINT:
         problems = []
@@ -569,7 +578,7 @@ def _check_members(check: _Check, others: list[Scheme]) -> dict[Path, Member]:
     check.accounted.update(dests)
     for path, member in sorted(dests.items()):
         if os.path.isfile(path):
-            problem = _content_problem(path, member, check.env.python)
+            problem = _content_problem(path, check.read(path), member, check.env.python)
             check.add(path, problem or "ok")
             continue
         other = _elsewhere(check, member, others)
@@ -590,8 +599,9 @@ def _check_dist_info(check: _Check, dests: Mapping[Path, Member]) -> None:
     layout = check.layout
     site = Path(check.scheme.paths[layout.root_scheme])
     expected = site / layout.dist_info
-    info = next((d for d in dist_infos([site]) if d.path == expected), None) or next(
-        (d for d in dist_infos([site]) if d.same_release(layout)), None)
+    found = dist_infos([site])
+    info = next((d for d in found if d.path == expected), None) or next(
+        (d for d in found if d.same_release(layout)), None)
     if info is None:
         check.add(expected / "INSTALLER", "missing")
         check.add(expected / "RECORD", "missing")
@@ -624,17 +634,17 @@ def _check_record(check: _Check, info: DistInfo, dests: Mapping[Path, Member]) -
             continue
         if path not in listed:
             check.add(path, "not in RECORD")
-        elif listed[path] and listed[path] != _hash_of(path):
+        elif listed[path] and listed[path] != check.hash_of(path):
             check.add(path, f"RECORD hash wrong: installed RECORD says {listed[path]}, "
-                            f"the file is {_hash_of(path)}")
+                            f"the file is {check.hash_of(path)}")
     for path, claim in sorted(listed.items()):
         if path == record_file or path in dests or path.parent == info.path:
             continue
         if not os.path.lexists(path):
             check.add(path, "listed in RECORD but missing")
-        elif claim and claim != _hash_of(path):
+        elif claim and claim != check.hash_of(path):
             check.add(path, f"RECORD hash wrong: installed RECORD says {claim}, the file is "
-                            f"{_hash_of(path)}")
+                            f"{check.hash_of(path)}")
         elif not _is_bytecode(path):
             check.accounted.add(path)
             check.add(path, "extra: not in the wheel (listed in RECORD)")
