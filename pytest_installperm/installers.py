@@ -102,6 +102,12 @@ def pip_flags(request: Request, ctx: Context) -> tuple[list[Arg], dict[str, str 
             env["PIP_USER"] = "1" if request.user else "0"
         else:
             flags.append("--user" if request.user else "--no-user")
+    return flags + _shared_flags(request, ctx), env
+
+
+def _shared_flags(request: Request, ctx: Context) -> list[Arg]:
+    """The options pip and uv spell alike: directories, PEP 668 override, upgrade."""
+    flags: list[Arg] = []
     for wanted, option, path in ((request.prefix, "--prefix", ctx.prefix),
                                  (request.target, "--target", ctx.target),
                                  (request.root, "--root", ctx.root)):
@@ -111,7 +117,7 @@ def pip_flags(request: Request, ctx: Context) -> tuple[list[Arg], dict[str, str 
         flags.append("--break-system-packages")
     if request.upgrade:
         flags.append("--upgrade")
-    return flags, env
+    return flags
 
 
 class Pip(Installer):
@@ -169,15 +175,7 @@ class Uv(Installer):
         argv: list[Arg] = ["uv", "pip", "install", "--python", ctx.python]
         if ctx.kind == "system":
             argv.append("--system")
-        for wanted, option, path in ((request.prefix, "--prefix", ctx.prefix),
-                                     (request.target, "--target", ctx.target)):
-            if wanted:
-                argv += [option, path]
-        if request.break_system_packages:
-            argv.append("--break-system-packages")
-        if request.upgrade:
-            argv.append("--upgrade")
-        return Command((*argv, ctx.wheel))
+        return Command((*argv, *_shared_flags(request, ctx), ctx.wheel))
 
     def diverges(self, scenario: Scenario, pip: Expected) -> tuple[str, str] | None:
         return ("error", UV_NO_USER) if pip.message == "fallback" else None
