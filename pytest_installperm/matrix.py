@@ -50,7 +50,6 @@ ROW_KEY = "installperm"
 SCRATCH_ROLES = frozenset({"cache", "tmp"})
 #: Order in which a tie between schemes is broken when classifying.
 _SCHEME_ORDER = ("target", "prefix", "user", "system")
-_DIRS = ("prefix", "target", "root")
 
 
 @dataclass(frozen=True)
