@@ -280,8 +280,8 @@ class FakeSnapshot:
     def update(self) -> Changes:
         now = _state(self.fs, str(self.root))
         before = self.entries
-        created = {p for p in now.keys() - before.keys()}
-        deleted = {p for p in before.keys() - now.keys()}
+        created = now.keys() - before.keys()
+        deleted = before.keys() - now.keys()
         modified: set[str] = set()
         for path in now.keys() & before.keys():
             a, b = before[path], now[path]
@@ -867,23 +867,19 @@ def _build_tree(fs: FakeFilesystem, env: FakeEnvironment, marker: str | None,
 
 
 def _give_read_only(fs: FakeFilesystem, top: Path) -> None:
-    """A mapped tree: the fake user's, readable and listable, never writable."""
-    for path in _walk_paths(fs, top):
-        obj = fs.resolve(path, follow_symlinks=False, check_read_perm=False)
+    """A mapped tree: the fake user's, readable and listable, never writable.
+
+    Walks the directory objects themselves: resolving each path again would
+    normalise it from the root every time.
+    """
+    stack = [fs.resolve(str(top), follow_symlinks=False, check_read_perm=False)]
+    while stack:
+        obj = stack.pop()
         obj.st_uid, obj.st_gid = FAKE_UID, FAKE_GID
         extra = 0o555 if isinstance(obj, FakeDirectory) else 0o444
         obj.st_mode = (obj.st_mode & ~0o222) | extra
-
-
-def _walk_paths(fs: FakeFilesystem, top: Path) -> list[str]:
-    found, stack = [], [str(top)]
-    while stack:
-        path = stack.pop()
-        found.append(path)
-        obj = fs.resolve(path, follow_symlinks=False, check_read_perm=False)
         if isinstance(obj, FakeDirectory):
-            stack.extend(f"{path}/{name}" for name in obj.entries)
-    return found
+            stack.extend(obj.entries.values())
 
 
 def _chown_tree(top: FakeDirectory, path: str, skip: set[str]) -> None:
