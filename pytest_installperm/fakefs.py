@@ -67,9 +67,6 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import pytest
-from installer import install
-from installer.destinations import SchemeDictionaryDestination
-from installer.sources import WheelFile
 from pyfakefs import helpers as fake_helpers
 from pyfakefs.fake_file import FakeDirectory, FakeFile
 from pyfakefs.fake_filesystem import FakeFilesystem
@@ -91,6 +88,7 @@ from pytest_installperm.fakefs_layouts import (
 )
 from pytest_installperm.locks import LockSpec, role_of
 from pytest_installperm.verdicts import Verdicts
+from pytest_installperm.wheels import install_wheel
 
 #: The identity code under test sees: a normal user, like uid 1000 in a Docker
 #: image whose system site belongs to root.
@@ -669,7 +667,7 @@ class FakeInstallPerm:
         with self.as_root():
             _build_tree(fs, env, externally_managed, system_site_packages)
             for wheel in preinstalled:
-                _preinstall(env.stage(Path(wheel)), env)
+                install_wheel(env.stage(Path(wheel)), env.paths("system"), env.python)
         self._envs.append(env)
         return env
 
@@ -741,22 +739,9 @@ def _refuse_subprocess_only(*, python: object, lock_mode: str, backend: str | No
         )
 
 
-def _preinstall(wheel: Path, env: FakeEnvironment) -> None:
-    """Install ``wheel`` into the system scheme as root, before any call."""
-    scheme = env.paths("system")
-    with WheelFile.open(wheel) as source:
-        destination = SchemeDictionaryDestination(
-            {**{k: str(v) for k, v in scheme.items()},
-             "headers": str(scheme["headers"] / source.distribution)},
-            interpreter=str(env.python),
-            script_kind="posix",
-        )
-        install(source, destination, additional_metadata={"INSTALLER": b"installperm\n"})
-
-
 #: Modules this mode uses while faking. A module first imported under pyfakefs
 #: is bound to that test's fake filesystem and outlives it (see above).
-_USED_WHILE_FAKING = ("pytest_installperm.placement", "pytest_installperm.wheels")
+_USED_WHILE_FAKING = ("pytest_installperm.placement",)
 
 
 def _import_before_faking() -> None:
