@@ -89,32 +89,32 @@ def test_declared_divergences_and_known_breaks_are_read(tmp_path):
 
 
 BAD = [
-    ("", "bogus = 1", "'bogus'", "is not a known key"),
-    ("", "[environment]\nkind = 'docker'", "'environment.kind'", "must be one of system, venv"),
-    ("", "[environment]\nlocked = ['etc']", "'environment.locked'", "roles are"),
-    ("", "[environment]\nhome = 'gone'", "'environment.home'", "must be one of"),
-    ("", "[environment]\nuser_site = 'yes'", "'environment.user_site'", "must be a bool"),
-    ("", "[environment]\nkind = 'venv'\nexternally_managed = true",
+    ("bogus = 1", "'bogus'", "is not a known key"),
+    ("[environment]\nkind = 'docker'", "'environment.kind'", "must be one of system, venv"),
+    ("[environment]\nlocked = ['etc']", "'environment.locked'", "roles are"),
+    ("[environment]\nhome = 'gone'", "'environment.home'", "must be one of"),
+    ("[environment]\nuser_site = 'yes'", "'environment.user_site'", "must be a bool"),
+    ("[environment]\nkind = 'venv'\nexternally_managed = true",
      "'environment.externally_managed'", "kind = 'system' only"),
-    ("", "[environment]\npreinstalled = ['demo>=0.9']", "'environment.preinstalled'",
+    ("[environment]\npreinstalled = ['demo>=0.9']", "'environment.preinstalled'",
      "NAME==VERSION"),
-    ("", "[request]\nupgrade = true", "'request.upgrade'", "needs environment.preinstalled"),
-    ("", "[request]\nprefix = true\ntarget = true", "'request.prefix'", "mutually exclusive"),
-    ("", "[request]\nuser_via = 'env'", "'request.user_via'", "needs 'user'"),
-    ("", "[request]\nuser = 1", "'request.user'", "must be a bool"),
-    ("", "[expect]\noutcome = 'somewhere'", "'expect.outcome'", "must be one of system"),
-    ("", "[installer.uv.breaks]\nspeed = 'slow'", "'installer.uv.breaks'", "invariants are"),
-    ("", "[installer.uv.diverges]\noutcome = 'error'", "'installer.uv.diverges.reason'",
+    ("[request]\nupgrade = true", "'request.upgrade'", "needs environment.preinstalled"),
+    ("[request]\nprefix = true\ntarget = true", "'request.prefix'", "mutually exclusive"),
+    ("[request]\nuser_via = 'env'", "'request.user_via'", "needs 'user'"),
+    ("[request]\nuser = 1", "'request.user'", "must be a bool"),
+    ("[expect]\noutcome = 'somewhere'", "'expect.outcome'", "must be one of system"),
+    ("[installer.uv.breaks]\nspeed = 'slow'", "'installer.uv.breaks'", "invariants are"),
+    ("[installer.uv.diverges]\noutcome = 'error'", "'installer.uv.diverges.reason'",
      "is required"),
-    ("", "[wheel]\nversion = 'one'", "'wheel.version'", "valid version"),
+    ("[wheel]\nversion = 'one'", "'wheel.version'", "valid version"),
 ]
 
 
-@pytest.mark.parametrize(("prefix", "extra", "key", "rule"), BAD,
-                         ids=[b[2].strip("'") + "-" + str(i) for i, b in enumerate(BAD)])
-def test_a_malformed_file_names_file_key_and_rule(tmp_path, prefix, extra, key, rule):
+@pytest.mark.parametrize(("extra", "key", "rule"), BAD,
+                         ids=[b[1].strip("'") + "-" + str(i) for i, b in enumerate(BAD)])
+def test_a_malformed_file_names_file_key_and_rule(tmp_path, extra, key, rule):
     path = tmp_path / "bad.toml"
-    path.write_text(prefix + VALID.format(name="bad") + extra + "\n")
+    path.write_text(VALID.format(name="bad") + extra + "\n")
     with pytest.raises(ScenarioError) as info:
         load_file(path)
     message = str(info.value)
