@@ -32,8 +32,7 @@ from pathlib import PurePosixPath
 import pytest
 
 from pytest_installperm.errors import RoleError
-
-SCHEME_KEYS = ("purelib", "platlib", "scripts", "data", "headers")
+from pytest_installperm.wheels import SCHEME_KEYS
 
 
 @dataclass(frozen=True, eq=False)
@@ -241,8 +240,8 @@ def apply_answers(state: Answers, host: Host, mp: pytest.MonkeyPatch, *,
 
 def wheel_scheme(paths: Mapping[str, str], *, headers: str | None = None) -> dict[str, str]:
     """A ``sysconfig`` scheme as the five wheel scheme keys (headers = include)."""
-    keys = ("purelib", "platlib", "scripts", "data")
-    return {**{k: paths[k] for k in keys}, "headers": headers or paths["include"]}
+    return {k: (headers or paths["include"]) if k == "headers" else paths[k]
+            for k in SCHEME_KEYS}
 
 
 __all__ = ["LAYOUTS", "SCHEME_KEYS", "Answers", "Host", "Layout", "Schemes", "apply_answers",
