@@ -42,7 +42,7 @@ from pytest_installperm.fixtures import get_session
 from pytest_installperm.installers import Command, Context, Installer, Unsupported, parse_all
 from pytest_installperm.run import RunResult
 from pytest_installperm.scenarios import Scenario, load_all
-from pytest_installperm.wheels import build_wheel, read_wheel
+from pytest_installperm.wheels import WheelLayout, build_wheel, read_wheel
 
 #: The user_properties key under which each item ships its row.
 ROW_KEY = "installperm"
@@ -271,12 +271,14 @@ class MatrixFailure(Exception):
 
 
 class Runner:
-    """Per-process state: wheels and the readable ``installer`` copy, built once."""
+    """Per-process state: wheels, their layouts and the readable ``installer`` copy,
+    each built or read once rather than per item."""
 
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
         self.settings = settings
         self._wheels: dict[tuple[str, str, bool], Path] = {}
+        self._layouts: dict[Path, WheelLayout] = {}
         self._wheel_dir: Path | None = None
         self._installer_lib: Path | None = None
 
@@ -289,6 +291,12 @@ class Runner:
             self._wheels[key] = build_wheel(self._wheel_dir, name, version,
                                             console_scripts=scripts)
         return self._wheels[key]
+
+    def layout(self, wheel: Path) -> WheelLayout:
+        """``read_wheel(wheel)``, read once: every item of a scenario judges the same wheel."""
+        if wheel not in self._layouts:
+            self._layouts[wheel] = read_wheel(wheel)
+        return self._layouts[wheel]
 
     def installer_lib(self) -> Path:
         """A readable copy of the ``installer`` package for ``python -m installer``."""
@@ -445,7 +453,7 @@ class ScenarioItem(pytest.Item):
     def _judge(self, env: Environment, ctx: Context, wheel: Path, result: RunResult) -> None:
         scenario, installer = self.scenario, self.installer
         exp = expectation(scenario, installer, self.runner.settings.declared)
-        layout = read_wheel(wheel)
+        layout = self.runner.layout(wheel)
         schemes = candidate_schemes(env, scenario, ctx)
         destinations = {name: layout.destinations(scheme).keys()
                         for name, scheme in schemes.items()}
