@@ -20,6 +20,7 @@ that an installer refuses such a wheel.
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
 import io
 import os
@@ -186,9 +187,8 @@ def build_wheel(
     parsed = _valid_version(version)
     ver = str(parsed)
     stem = project.replace("-", "_")
-    module = stem
     if purelib is None and platlib is None:
-        purelib = _default_package(module, name, ver)
+        purelib = _default_package(stem, name, ver)
     root_is_purelib = platlib is None
     tag = tag or ("py3-none-any" if root_is_purelib else platform_tag())
     tags = _valid_tag(tag)
@@ -249,8 +249,6 @@ def _write_archive(target: Path, members: Mapping[str, tuple[bytes, bool]],
             for path, (content, _x) in members.items()]
     rows.append(RecordEntry(record_path, None, None).to_row())
     record = io.StringIO()
-    import csv
-
     csv.writer(record, lineterminator="\n").writerows(rows)
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
         for path, (content, executable) in members.items():
