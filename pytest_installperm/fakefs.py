@@ -75,7 +75,7 @@ from pyfakefs.fake_open import FakeFileOpen
 from pyfakefs.fake_os import FakeOsModule
 
 from pytest_installperm.changes import Changes
-from pytest_installperm.errors import FakefsError
+from pytest_installperm.errors import FakefsError, RoleError
 from pytest_installperm.fakefs_layouts import (
     SCHEME_KEYS,
     Answers,
@@ -432,8 +432,6 @@ class FakeEnvironment:
             return self._system
         if role == "user":
             return self._user
-        from pytest_installperm.errors import RoleError
-
         raise RoleError(f"paths({role!r}): scheme paths exist for 'system' and 'user' only")
 
     def role_of(self, path: Path) -> str | None:
