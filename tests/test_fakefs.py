@@ -38,7 +38,13 @@ from pyfakefs.fake_filesystem_unittest import Patcher
 
 from pytest_installperm import InstallPerm, PlacementError
 from pytest_installperm.errors import FakefsError, RoleError
-from pytest_installperm.fakefs import FAKE_ROOT, FAKE_UID, FakeInstallPerm, measure_overhead
+from pytest_installperm.fakefs import (
+    FAKE_GID,
+    FAKE_ROOT,
+    FAKE_UID,
+    FakeInstallPerm,
+    measure_overhead,
+)
 from pytest_installperm.fixtures import get_session
 from pytest_installperm.run import RunResult
 from pytest_installperm.wheels import MakeWheel
@@ -56,8 +62,8 @@ HOST_PREFIXES = frozenset({sys.prefix, sys.base_prefix, os.path.realpath(sys.bas
 
 def test_identity_is_a_normal_user_even_as_root(installperm_fakefs):
     env = installperm_fakefs.system()
-    assert (os.getuid(), os.geteuid(), os.getgid(), os.getegid()) == (FAKE_UID,) * 2 + (
-        FAKE_UID,) * 2
+    assert (os.getuid(), os.geteuid(), os.getgid(), os.getegid()) == (
+        FAKE_UID, FAKE_UID, FAKE_GID, FAKE_GID)
     # Root-owned and locked: the user cannot write, whoever runs the suite.
     with pytest.raises(PermissionError):
         (env.paths("system")["purelib"] / "x.py").write_text("")
