@@ -586,6 +586,12 @@ def pip_request(case: Case, work: Path) -> tuple[list[str], dict[str, str]]:
     return args, env
 
 
+def build_env(factory: InstallPerm | FakeInstallPerm, case: Case, wheels: Wheels) -> Any:
+    """The case's environment, real or fake: both factories take the same arguments."""
+    kwargs = {**case.env, "preinstalled": wheels.preinstalled(case)}
+    return factory.venv(**kwargs) if case.venv else factory.system(**kwargs)
+
+
 @pytest.fixture(scope="module")
 def real_runs(request: pytest.FixtureRequest, wheels: Wheels,
               plugin_app: tuple[Any, Path]) -> Iterator[dict[str, Real]]:
@@ -593,21 +599,16 @@ def real_runs(request: pytest.FixtureRequest, wheels: Wheels,
     each in its own environment of the subprocess mode."""
     factory = InstallPerm(get_session(request.config))
     found: dict[str, Real] = {}
-
-    def build(case: Case) -> Any:
-        kwargs = {**case.env, "preinstalled": wheels.preinstalled(case)}
-        return factory.venv(**kwargs) if case.venv else factory.system(**kwargs)
-
     try:
         # Children are independent: run them side by side (pip is ~1 s each).
         jobs: dict[tuple[str, str], Callable[[], RunResult]] = {}
         for case in CASES:
-            env = build(case)
+            env = build_env(factory, case, wheels)
             args, extra = pip_request(case, env.sandbox.work)
             jobs[case.name, "pip"] = partial(env.pip, "install", "--no-index", *args,
                                              wheels.of(case), env=extra)
             if case.plain:
-                app_env = build(case)
+                app_env = build_env(factory, case, wheels)
                 # -B: the interpreter's own stdlib caches are not the app's writes.
                 argv = [app_env.python, "-B", "-c", APP_MAIN, wheels.of(case)]
                 jobs[case.name, "app"] = partial(app_env.run, argv,
@@ -627,14 +628,9 @@ def real_runs(request: pytest.FixtureRequest, wheels: Wheels,
         factory.close()
 
 
-def build_fake(factory: FakeInstallPerm, case: Case, wheels: Wheels) -> Any:
-    kwargs = {**case.env, "preinstalled": wheels.preinstalled(case)}
-    return factory.venv(**kwargs) if case.venv else factory.system(**kwargs)
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_pip_decides_the_same_in_process(case, real_runs, wheels, installperm_fakefs):
-    env = build_fake(installperm_fakefs, case, wheels)
+    env = build_env(installperm_fakefs, case, wheels)
     directory = str(env.root / "work" / case.directory_option) if case.directory_option else None
     result = env.call(
         pip_decides, case.user,
@@ -670,7 +666,7 @@ def test_installer_in_process_gets_the_same_verdicts_as_a_subprocess(
     """The example app's ``installer.install`` (it picks the scheme itself),
     in-process on the fake tree versus the same code in a real child process;
     and versus real pip where pip and installer write in the same order."""
-    env = build_fake(installperm_fakefs, case, wheels)
+    env = build_env(installperm_fakefs, case, wheels)
     wheel = wheels.of(case)
     result = env.call(plugin_app[0].install_plugin, wheel)
     fake = verdicts(result, wheel)
