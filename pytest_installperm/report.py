@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,17 +64,11 @@ def terminal(rows: Sequence[Row], scenarios: Sequence[str], installers: Sequence
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
              for row in [header, *grid]]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[mark(row)] = counts.get(mark(row), 0) + 1
+    counts = Counter(mark(row) for row in rows)
     lines.append(LEGEND)
     lines.append(", ".join(f"{counts[k]} {k}" for k in sorted(counts)) or "no results")
-    for row in rows:
-        if "skipped" in row:
-            continue
-        if row.get("broken"):
-            lines.append(f"{row['scenario']}[{row['installer']}]: invariants broken: "
-                         f"{', '.join(row['broken'])}")
+    lines += [f"{row['scenario']}[{row['installer']}]: invariants broken: "
+              f"{', '.join(row['broken'])}" for row in rows if row.get("broken")]
     return lines
 
 
