@@ -311,10 +311,9 @@ def _installers(top: _Reader) -> dict[str, InstallerExpectation]:
     table = top.get("installer", dict, {})
     found = {}
     for name in sorted(table):
-        r = _Reader(top.path, table[name] if isinstance(table[name], dict) else {},
-                    f"installer.{name}", _INSTALLER)
         if not isinstance(table[name], dict):
             top.fail(f"installer.{name}", "must be a table")
+        r = _Reader(top.path, table[name], f"installer.{name}", _INSTALLER)
         diverges = None
         if "diverges" in r.table:
             d = r.table_of("diverges", _DIVERGES)
