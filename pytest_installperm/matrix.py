@@ -99,7 +99,7 @@ def load_settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(f"ScenarioError: {exc}") from exc
     declared = parse_declarations(config.getini("installperm_divergences"))
     names = {s.name for s in scenarios}
-    for (installer, scenario), _reason in declared.items():
+    for installer, scenario in declared:
         if scenario not in names:
             raise pytest.UsageError(f"installperm_divergences: unknown scenario {scenario!r} "
                                     f"(for installer {installer!r})")
