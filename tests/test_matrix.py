@@ -166,7 +166,7 @@ def test_templates_expand_placeholders_and_skip_what_they_cannot_say():
     ("bad name=tool {wheel}", "must be letters"),
 ])
 def test_bad_installer_specs_are_usage_errors(spec, message):
-    with pytest.raises(pytest.UsageError, match=None) as info:
+    with pytest.raises(pytest.UsageError) as info:
         parse(spec)
     assert message in str(info.value)
 
