@@ -295,10 +295,6 @@ def _first_line(data: bytes) -> str:
     return data.split(b"\n", 1)[0].decode("utf-8", "replace")
 
 
-def _is_executable(path: Path) -> bool:
-    return bool(os.stat(path).st_mode & 0o111)
-
-
 # ---------------------------------------------------------------------------
 # installed RECORD files
 # ---------------------------------------------------------------------------
@@ -521,33 +517,30 @@ def _header_path(layout: WheelLayout, scheme: Scheme, member: Member) -> Path:
     return scheme.header_dirs[0] / layout.project / member.path
 
 
-def _content_problem(path: Path, data: bytes, member: Member, python: Path) -> str | None:
-    """What is wrong with ``data``, read at a member's destination ``path``, or None."""
-    actual = file_hash(data)
-    if member.kind == KIND_ENTRY_POINT:
+def _content_problem(check: _Check, path: Path, member: Member) -> str | None:
+    """What is wrong with the file at a member's destination ``path``, or None."""
+    data, python = check.read(path), check.env.python
+    if member.kind in (KIND_ENTRY_POINT, KIND_SCRIPT):
         problems = []
         if not _names_python(_shebang_python(data), python):
             problems.append(f"shebang: expected #!{python} got {_first_line(data)!r}")
-        module = member.target.split(":", 1)[0]
-        if module.encode() not in data:
-            problems.append(f"launcher does not import {module}")
-        if not _is_executable(path):
-            problems.append(f"not executable (mode {os.stat(path).st_mode & 0o777:o})")
-        return "; ".join(problems) or None
-    if member.kind == KIND_SCRIPT:
-        problems = []
-        if not _names_python(_shebang_python(data), python):
-            problems.append(f"shebang: expected #!{python} got {_first_line(data)!r}")
-        body = data.split(b"\n", 1)[1] if b"\n" in data else b""
-        if data.startswith(b"#!/bin/sh\n'''exec'"):
-            body = body.split(b"\n", 2)[2] if body.count(b"\n") >= 2 else b""
-        if body != member.body:
-            problems.append(f"content after the shebang differs: expected "
-                            f"{file_hash(member.body or b'')} got {file_hash(body)}")
-        if not _is_executable(path):
-            problems.append(f"not executable (mode {os.stat(path).st_mode & 0o777:o})")
+        if member.kind == KIND_ENTRY_POINT:
+            module = member.target.split(":", 1)[0]
+            if module.encode() not in data:
+                problems.append(f"launcher does not import {module}")
+        else:
+            body = data.split(b"\n", 1)[1] if b"\n" in data else b""
+            if data.startswith(b"#!/bin/sh\n'''exec'"):
+                body = body.split(b"\n", 2)[2] if body.count(b"\n") >= 2 else b""
+            if body != member.body:
+                problems.append(f"content after the shebang differs: expected "
+                                f"{file_hash(member.body or b'')} got {file_hash(body)}")
+        mode = os.stat(path).st_mode
+        if not mode & 0o111:
+            problems.append(f"not executable (mode {mode & 0o777:o})")
         return "; ".join(problems) or None
     expected = member.record_hash or member.content_hash
+    actual = check.hashes[path]
     if actual != expected:
         return f"hash mismatch: expected {expected} got {actual}"
     return None
@@ -578,7 +571,7 @@ def _check_members(check: _Check, others: list[Scheme]) -> dict[Path, Member]:
     check.accounted.update(dests)
     for path, member in sorted(dests.items()):
         if os.path.isfile(path):
-            problem = _content_problem(path, check.read(path), member, check.env.python)
+            problem = _content_problem(check, path, member)
             check.add(path, problem or "ok")
             continue
         other = _elsewhere(check, member, others)

@@ -420,6 +420,29 @@ def test_protocol_result_passes_then_each_problem_is_a_row(make_wheel: MakeWheel
     assert str(excinfo.value).rstrip().endswith("exit status 0")
 
 
+def test_scripts_and_launchers_are_checked_for_mode_import_and_body(make_wheel: MakeWheel,
+                                                                   fake: FakeEnv) -> None:
+    wheel = make_wheel("demo", console_scripts={"demo-cli": "demo:main"},
+                       scripts={"tool": "print('t')\n"})
+    result = _install(fake, wheel)
+    bin_dir = fake.roles["system"] / "bin"
+    (bin_dir / "demo-cli").write_text(f"#!{fake.python}\nimport sys\n")
+    (bin_dir / "tool").chmod(0o644)
+    (bin_dir / "tool").write_text(f"#!{fake.python}\nprint('changed')\n")
+    later = _changes(fake)
+    result = FakeResult(fake, Changes(result.changes.created | later.created,
+                                      result.changes.modified | later.modified,
+                                      result.changes.deleted | later.deleted, fake.roles))
+    with pytest.raises(PlacementError) as excinfo:
+        assert_installed(result, wheel, "system")
+    rows = _rows(excinfo)
+    assert rows["system/bin/demo-cli"].startswith("launcher does not import demo; "
+                                                  "RECORD hash wrong")
+    assert rows["system/bin/tool"].startswith(
+        "content after the shebang differs: expected sha256=")
+    assert "; not executable (mode 644); RECORD hash wrong" in rows["system/bin/tool"]
+
+
 def _changes(env: FakeEnv) -> Changes:
     assert env.snap is not None
     return env.snap.update().with_roles(env.roles)
