@@ -459,6 +459,8 @@ class _Check:
     notes: list[str] = field(default_factory=list)
     #: path -> RECORD-form hash of its bytes, so that no file is read twice.
     hashes: dict[Path, str] = field(default_factory=dict)
+    #: site -> its dist-infos, so that no RECORD is parsed twice.
+    sites: dict[Path, list[DistInfo]] = field(default_factory=dict)
 
     @property
     def env(self) -> EnvironmentLike:
@@ -483,6 +485,15 @@ class _Check:
         if path not in self.hashes:
             self.read(path)
         return self.hashes[path]
+
+    def dist_infos(self, sites: Iterable[Path]) -> list[DistInfo]:
+        """:func:`dist_infos`, each site read once per check."""
+        found: list[DistInfo] = []
+        for site in sorted(set(sites)):
+            if site not in self.sites:
+                self.sites[site] = dist_infos([site])
+            found.extend(self.sites[site])
+        return found
 
     @property
     def rows(self) -> list[Row]:
@@ -592,7 +603,7 @@ def _check_dist_info(check: _Check, dests: Mapping[Path, Member]) -> None:
     layout = check.layout
     site = Path(check.scheme.paths[layout.root_scheme])
     expected = site / layout.dist_info
-    found = dist_infos([site])
+    found = check.dist_infos([site])
     info = next((d for d in found if d.path == expected), None) or next(
         (d for d in found if d.same_release(layout)), None)
     if info is None:
@@ -647,7 +658,7 @@ def _check_record(check: _Check, info: DistInfo, dests: Mapping[Path, Member]) -
 def _check_extras(check: _Check, others: list[Scheme]) -> None:
     """Files this run wrote into the scheme, or copies of the wheel elsewhere."""
     env = check.env
-    everyone = dist_infos(_sites(check.scheme) + [s for o in others for s in _sites(o)])
+    everyone = check.dist_infos(_sites(check.scheme) + [s for o in others for s in _sites(o)])
     owned = {p for d in everyone if not d.same_release(check.layout) for p in d.record}
     tops = {Path(p) for p in check.scheme.paths.values()}
     data = Path(check.scheme.paths["data"])
