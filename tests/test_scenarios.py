@@ -107,6 +107,8 @@ BAD = [
     ("[installer.uv.diverges]\noutcome = 'error'", "'installer.uv.diverges.reason'",
      "is required"),
     ("[wheel]\nversion = 'one'", "'wheel.version'", "valid version"),
+    ("[installer.uv]\noutcome = 'user'\ndiverges = { outcome = 'error', reason = 'x' }",
+     "'installer.uv.diverges'", "contradicts 'outcome'"),
 ]
 
 

@@ -314,6 +314,9 @@ def _installers(top: _Reader) -> dict[str, InstallerExpectation]:
         if not isinstance(table[name], dict):
             top.fail(f"installer.{name}", "must be a table")
         r = _Reader(top.path, table[name], f"installer.{name}", _INSTALLER)
+        if "outcome" in r.table and "diverges" in r.table:
+            r.fail("diverges", "contradicts 'outcome' in the same table: an installer either "
+                   "is expected to give that outcome, or diverges from pip's with a reason")
         diverges = None
         if "diverges" in r.table:
             d = r.table_of("diverges", _DIVERGES)
