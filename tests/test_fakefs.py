@@ -47,6 +47,7 @@ from pytest_installperm.fakefs import (
 )
 from pytest_installperm.fixtures import get_session
 from pytest_installperm.run import RunResult
+from pytest_installperm.scenarios import Request, load_all
 from pytest_installperm.wheels import MakeWheel
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "plugin_app"
@@ -358,20 +359,13 @@ class Case:
     #: (name, version) of wheels installed as root before the lock.
     preinstalled: tuple[tuple[str, str], ...] = ()
     wheel: tuple[str, str, bool] = ("demo", "1.0", True)
-    user: bool | None = None
-    user_via: str = "flag"
-    prefix: bool = False
-    target: bool = False
-    root: bool = False
-    break_system_packages: bool = False
-    upgrade: bool = False
-    #: pip 26.3's decision as DESIGN.md part C reads it (fallback rows only).
-    expected: str | None = None
+    #: The scenario's own request: flags, PIP_USER, directory options.
+    request: Request = field(default_factory=Request)
 
     @property
     def directory_option(self) -> str | None:
         for name in ("prefix", "target", "root"):
-            if getattr(self, name):
+            if getattr(self.request, name):
                 return name
         return None
 
@@ -379,29 +373,9 @@ class Case:
     def plain(self) -> bool:
         """A system interpreter, no options, nothing preinstalled, no PEP 668:
         where an app's own installer and pip should place files alike."""
-        return (not self.venv and self.user is None and not self.directory_option
-                and not self.upgrade and not self.break_system_packages
+        return (not self.venv and self.request.user is None and not self.directory_option
+                and not self.request.upgrade and not self.request.break_system_packages
                 and not self.preinstalled and not self.env.get("externally_managed"))
-
-
-#: DESIGN.md part C's rows, used when the scenario files are not there.
-FALLBACK_CASES = [
-    Case("fallback", env={"locked": ("system",)}, expected="user"),
-    Case("user-site-off", env={"locked": ("system",), "user_site": False}, expected="system"),
-    Case("unlocked", env={"locked": ()}, expected="system"),
-    Case("scripts-only-lock", env={"locked": ("system-scripts",)}, expected="system"),
-    Case("home-missing", env={"locked": ("system",), "home": "missing"}, expected="user"),
-    Case("explicit-user", env={"locked": ("system",)}, user=True, expected="user"),
-    Case("explicit-user-site-off", env={"locked": ("system",), "user_site": False}, user=True,
-         expected="error:user"),
-    Case("target", env={"locked": ("system",)}, target=True, expected="system"),
-    Case("venv", venv=True, env={"locked": ("system",)}, expected="system"),
-    Case("venv-explicit-user", venv=True, env={"locked": ("system",)}, user=True,
-         expected="error:user"),
-    Case("venv-system-site-packages", venv=True,
-         env={"locked": ("system",), "system_site_packages": True}, expected="user"),
-    Case("pep668", env={"locked": (), "externally_managed": True}, expected="error:pep668"),
-]
 
 
 def _from_scenario(scenario: Any) -> Case | None:
@@ -419,19 +393,12 @@ def _from_scenario(scenario: Any) -> Case | None:
                 preinstalled=tuple(scenario.preinstalled()),
                 wheel=(scenario.wheel.name, scenario.wheel.version,
                        scenario.wheel.console_scripts),
-                user=request.user, user_via=request.user_via, prefix=request.prefix,
-                target=request.target, root=request.root,
-                break_system_packages=request.break_system_packages, upgrade=request.upgrade)
+                request=request)
 
 
 def load_cases() -> list[Case]:
-    """Every built-in scenario with an in-process meaning; DESIGN.md's rows without them."""
-    try:
-        from pytest_installperm.scenarios import load_all
-    except ImportError:
-        return FALLBACK_CASES
-    found = [c for c in map(_from_scenario, load_all()) if c is not None]
-    return found or FALLBACK_CASES
+    """Every built-in scenario with an in-process meaning (all but EROFS)."""
+    return [c for c in map(_from_scenario, load_all()) if c is not None]
 
 
 CASES = load_cases()
@@ -468,7 +435,8 @@ def real_decision(result: RunResult, case: Case) -> str:
         return "error:pep668"
     if "Can not perform a '--user' install" in out or "Can not combine" in out:
         return "error:user"
-    decided = "user" if ("Defaulting to user installation" in out or case.user) else "system"
+    fell_back = "Defaulting to user installation" in out
+    decided = "user" if (fell_back or case.request.user) else "system"
     if result.returncode == 0:
         # Where the new dist-info is (the interpreter's own stdlib caches do not count).
         landed = {result.environment.role_of(p) for p in result.changes.created
@@ -571,17 +539,17 @@ def wheels(request: pytest.FixtureRequest) -> Wheels:
 def pip_request(case: Case, work: Path) -> tuple[list[str], dict[str, str]]:
     """pip's flags and environment for a case; directories go into ``work``."""
     args, env = [], {}
-    if case.user is not None:
-        if case.user_via == "env":
-            env["PIP_USER"] = "1" if case.user else "0"
+    if case.request.user is not None:
+        if case.request.user_via == "env":
+            env["PIP_USER"] = "1" if case.request.user else "0"
         else:
-            args.append("--user" if case.user else "--no-user")
+            args.append("--user" if case.request.user else "--no-user")
     option = case.directory_option
     if option:
         args += [f"--{option}", str(work / option)]
-    if case.break_system_packages:
+    if case.request.break_system_packages:
         args.append("--break-system-packages")
-    if case.upgrade:
+    if case.request.upgrade:
         args.append("--upgrade")
     return args, env
 
@@ -633,18 +601,17 @@ def test_pip_decides_the_same_in_process(case, real_runs, wheels, installperm_fa
     env = build_env(installperm_fakefs, case, wheels)
     directory = str(env.root / "work" / case.directory_option) if case.directory_option else None
     result = env.call(
-        pip_decides, case.user,
-        prefix_path=directory if case.prefix else None,
-        target_dir=directory if case.target else None,
-        root_path=directory if case.root else None,
-        break_system_packages=case.break_system_packages)
+        pip_decides, case.request.user,
+        prefix_path=directory if case.request.prefix else None,
+        target_dir=directory if case.request.target else None,
+        root_path=directory if case.request.root else None,
+        break_system_packages=case.request.break_system_packages)
     real = real_runs[case.name]
     assert fake_decision(result) == real.decision, (
         f"in-process {fake_decision(result)}, real pip {real.decision}\n"
         f"{result.describe()}\n{real.describe}")
-    if case.expected is not None:
-        assert real.decision == case.expected, f"DESIGN.md part C says {case.expected}"
-    if real.decision in ("user", "system") and case.user is None and not case.directory_option:
+    if (real.decision in ("user", "system") and case.request.user is None
+            and not case.directory_option):
         # The writability check pip called agrees with the lock.
         writable = env.call(site_packages_writable, root=None, isolated=False).value
         assert writable is ("system" not in case.env["locked"]), result.describe()
