@@ -40,7 +40,8 @@ class Entry(NamedTuple):
     gid: int
 
 
-def _kind(mode: int) -> str:
+def kind_of(mode: int) -> str:
+    """"d" directory, "f" regular file, "l" symlink, "o" anything else."""
     if stat.S_ISDIR(mode):
         return "d"
     if stat.S_ISREG(mode):
@@ -51,7 +52,7 @@ def _kind(mode: int) -> str:
 
 
 def _entry(st: os.stat_result) -> Entry:
-    kind = _kind(st.st_mode)
+    kind = kind_of(st.st_mode)
     # A file with other hard links shares its inode with a template (the
     # interpreter binary, say): linking it into the next sandbox moves its
     # ctime. Its ctime says nothing about this sandbox, so it is not kept.

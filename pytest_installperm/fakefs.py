@@ -74,7 +74,7 @@ from pyfakefs.fake_filesystem_unittest import Patcher
 from pyfakefs.fake_open import FakeFileOpen
 from pyfakefs.fake_os import FakeOsModule
 
-from pytest_installperm.changes import Changes
+from pytest_installperm.changes import Changes, kind_of
 from pytest_installperm.errors import FakefsError, RoleError
 from pytest_installperm.fakefs_layouts import (
     SCHEME_KEYS,
@@ -230,14 +230,6 @@ class _Entry(NamedTuple):
     gid: int
 
 
-def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "d"
-    if stat.S_ISLNK(mode):
-        return "l"
-    return "f" if stat.S_ISREG(mode) else "o"
-
-
 def _state(fs: FakeFilesystem, root: str) -> dict[str, _Entry]:
     """Every path under ``root`` with what identifies its content and access.
 
@@ -255,7 +247,7 @@ def _state(fs: FakeFilesystem, root: str) -> dict[str, _Entry]:
     while stack:
         path, obj = stack.pop()
         mode = obj.st_mode
-        kind = _kind(mode)
+        kind = kind_of(mode)
         found[path] = _Entry(kind, obj.st_ino or 0, obj.st_size if kind != "d" else 0,
                              obj.st_mtime, stat.S_IMODE(mode), obj.st_uid, obj.st_gid)
         if kind == "d" and isinstance(obj, FakeDirectory):

@@ -101,10 +101,6 @@ class BaseInterpreter:
     def binary_name(self) -> str:
         return f"python{self.version}"
 
-    @property
-    def stdlib_rel(self) -> Path:
-        return self.stdlib.relative_to(self.prefix)
-
 
 def running_base() -> Path:
     """The interpreter running pytest, or the base of its venv."""

@@ -69,9 +69,6 @@ class LockSpec:
         """True when some write must be refused by the kernel for this profile."""
         return bool(self.locked) or self.home != "present"
 
-    def is_locked(self, role: str) -> bool:
-        return role in self.locked
-
     def describe(self) -> str:
         parts = [f"locked={','.join(sorted(self.locked)) or '-'}"]
         if self.mode != "deny":

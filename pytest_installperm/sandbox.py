@@ -25,9 +25,6 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-#: Host variables that never reach a child unless the caller passes them.
-_HOST_PREFIXES = ("PIP_", "UV_", "PYTHON", "XDG_", "VIRTUAL_ENV", "CONDA", "LD_")
-
 SANDBOX_DIRS = ("cache", "stage", "tmp", "work")
 
 
@@ -226,8 +223,3 @@ class Sandbox:
 
     def remove(self) -> None:
         remove_tree(self.root)
-
-
-def host_leaks(environ: Mapping[str, str]) -> list[str]:
-    """Names of host variables that a hermetic run must not see (for reports)."""
-    return sorted(k for k in environ if k.startswith(_HOST_PREFIXES) or k == "HOME")

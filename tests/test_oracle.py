@@ -92,3 +92,10 @@ def test_pip_user_env_is_the_same_request_as_the_flag():
     flag = oracle.decide(make(locked=(), request=Request(user=True)))
     env = oracle.decide(make(locked=(), request=Request(user=True, user_via="env")))
     assert flag == env
+
+
+def test_oracle_is_the_spec_of_the_pip_under_test():
+    """The oracle encodes one pip release; the test extra pins that release."""
+    import importlib.metadata
+
+    assert importlib.metadata.version("pip") == oracle.PIP_VERSION
