@@ -16,9 +16,9 @@ import pytest
 
 from pytest_installperm.backends import Backend, Plan
 from pytest_installperm.changes import Snapshot
-from pytest_installperm.errors import LockUnavailable, RoleError
+from pytest_installperm.errors import LockUnavailable
 from pytest_installperm.interpreter import SCHEME_KEYS, Template, create_venv
-from pytest_installperm.locks import LockSpec, role_of
+from pytest_installperm.locks import LockSpec, role_of, scheme_of
 from pytest_installperm.run import Arg, RunResult, execute
 from pytest_installperm.sandbox import Sandbox
 from pytest_installperm.session import PipCopy, SchemeFacts, Session, library_path
@@ -66,11 +66,7 @@ class Environment:
 
     def paths(self, role: str) -> Mapping[str, Path]:
         """Scheme paths (purelib, platlib, scripts, data, headers) of a role."""
-        if role == "system":
-            return self._system
-        if role == "user":
-            return self._user
-        raise RoleError(f"paths({role!r}): scheme paths exist for 'system' and 'user' only")
+        return scheme_of(role, system=self._system, user=self._user)
 
     def _roles(self) -> dict[str, Path]:
         roles = {

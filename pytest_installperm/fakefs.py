@@ -75,7 +75,7 @@ from pyfakefs.fake_open import FakeFileOpen
 from pyfakefs.fake_os import FakeOsModule
 
 from pytest_installperm.changes import Changes, kind_of
-from pytest_installperm.errors import FakefsError, RoleError
+from pytest_installperm.errors import FakefsError
 from pytest_installperm.fakefs_layouts import (
     SCHEME_KEYS,
     Answers,
@@ -86,7 +86,7 @@ from pytest_installperm.fakefs_layouts import (
     layout,
     wheel_scheme,
 )
-from pytest_installperm.locks import LockSpec, role_of
+from pytest_installperm.locks import LockSpec, role_of, scheme_of
 from pytest_installperm.verdicts import Verdicts
 from pytest_installperm.wheels import install_wheel
 
@@ -420,11 +420,7 @@ class FakeEnvironment:
 
     def paths(self, role: str) -> Mapping[str, Path]:
         """Scheme paths (purelib, platlib, scripts, data, headers) of a role."""
-        if role == "system":
-            return self._system
-        if role == "user":
-            return self._user
-        raise RoleError(f"paths({role!r}): scheme paths exist for 'system' and 'user' only")
+        return scheme_of(role, system=self._system, user=self._user)
 
     def role_of(self, path: Path) -> str | None:
         """The most specific role whose directory holds ``path``."""

@@ -108,3 +108,13 @@ def role_of(roles: Mapping[str, Path], path: Path) -> str | None:
             if best is None or depth > best[0]:
                 best = (depth, name)
     return best[1] if best else None
+
+
+def scheme_of(role: str, *, system: Mapping[str, Path],
+              user: Mapping[str, Path]) -> Mapping[str, Path]:
+    """The scheme paths of ``role``: only ``system`` and ``user`` have them."""
+    if role == "system":
+        return system
+    if role == "user":
+        return user
+    raise RoleError(f"paths({role!r}): scheme paths exist for 'system' and 'user' only")
