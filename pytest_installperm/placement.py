@@ -39,7 +39,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -236,24 +235,14 @@ def _is_bytecode(path: Path) -> bool:
     return os.path.lexists(source)
 
 
-def _shared_link(path: Path) -> bool:
-    """A file with other hard links, e.g. the interpreter linked from the template."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    return stat.S_ISREG(st.st_mode) and st.st_nlink > 1
-
-
 def written(changes: ChangesLike) -> frozenset[Path]:
-    """Paths a run created or modified, minus hard-linked files it only "modified".
+    """Paths a run created or modified.
 
-    Why: sandboxes hard-link the interpreter from a shared template, so
-    building another sandbox changes its ctime, and a directory diff reports
-    it as modified. Installers write new files (new inodes) or rewrite their
-    own; they do not modify a file that has other links.
+    (A hard-linked template file whose link count moved because another
+    sandbox was built is not "modified": changes.py ignores the ctime of files
+    with other links, so no special case is needed here.)
     """
-    return changes.created | frozenset(p for p in changes.modified if not _shared_link(p))
+    return changes.created | changes.modified
 
 
 def _under(path: Path, top: Path) -> bool:
@@ -761,7 +750,7 @@ def assert_untouched(result: Result, role: str) -> None:
     seen = {r.path for r in rows}
     snapshot = env.snapshot()
     rows += [Row(p, "rewritten in place") for p in snapshot.deep_diff(env.roles[role])
-             if p not in seen and not _link_count_only(snapshot, p)]
+             if p not in seen]
     if rows:
         _fail(f"role {role!r} ({_rel(env.roles[role], env.root)}) was touched: "
               f"{len(set(rows))} paths", result, table(rows, env.root, "path"))
@@ -770,30 +759,6 @@ def assert_untouched(result: Result, role: str) -> None:
 # ---------------------------------------------------------------------------
 # assert_no_residue
 # ---------------------------------------------------------------------------
-
-
-def _link_count_only(snapshot: SnapshotLike, path: Path) -> bool:
-    """True when a hard-linked file differs from the snapshot in its ctime alone.
-
-    Sandboxes hard-link the interpreter and stdlib from a shared template, so
-    building or removing another sandbox changes the link count, and with it
-    the ctime, of files this run never touched. A write changes the mtime; a
-    chmod or chown the mode or owner. Snapshots that do not keep their entries
-    (``listings``, as :class:`~pytest_installperm.changes.Snapshot` does) are
-    trusted as they are.
-    """
-    listings = getattr(snapshot, "listings", None)
-    old = listings.get(str(path.parent), {}).get(path.name) if listings else None
-    try:
-        now = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    if old is None or now.st_nlink < 2:
-        return False
-    return bool(getattr(old, "kind", "") == "f" and (
-        old.ino, old.size, old.mtime_ns, old.mode, old.uid, old.gid) == (
-        now.st_ino, now.st_size, now.st_mtime_ns, stat.S_IMODE(now.st_mode), now.st_uid,
-        now.st_gid))
 
 
 def _broken(info: DistInfo) -> str | None:
