@@ -304,8 +304,8 @@ class Runner:
             import installer
 
             lib = get_session(self.config).root.new_dir("installer-lib-")
-            shutil.copytree(Path(installer.__file__).parent, lib / "installer",
-                            ignore=shutil.ignore_patterns("__pycache__"))
+            # With its bytecode: the child cannot write caches into this copy.
+            shutil.copytree(Path(installer.__file__).parent, lib / "installer")
             for path in [lib, *lib.rglob("*")]:
                 os.chmod(path, 0o755 if path.is_dir() else 0o644)
             self._installer_lib = lib
@@ -377,27 +377,10 @@ def last_words(result: RunResult) -> str:
     return text.replace(str(result.environment.root), "<sandbox>")
 
 
-def _import_cache(path: Path, created: frozenset[Path]) -> bool:
-    """Bytecode the interpreter wrote for modules that were already there.
-
-    Python caches what it imports next to the module when it may, e.g. the
-    stdlib of an unlocked prefix. That is the interpreter's doing, not the
-    installer's; a ``__pycache__`` inside a directory the run created is not
-    exempt.
-    """
-    parts = path.parts
-    if "__pycache__" not in parts:
-        return False
-    owner = Path(*parts[: parts.index("__pycache__")])
-    return owner not in created
-
-
 def residue_of(result: RunResult) -> list[str]:
-    """Every change outside the scratch roles and import caches, relative to the sandbox."""
+    """Every change outside the scratch roles, relative to the sandbox."""
     env = result.environment
-    created = result.changes.created
-    kept = [p for p in result.changes.all
-            if env.role_of(p) not in SCRATCH_ROLES and not _import_cache(p, created)]
+    kept = [p for p in result.changes.all if env.role_of(p) not in SCRATCH_ROLES]
     return _relative(env, kept)
 
 

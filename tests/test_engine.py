@@ -286,3 +286,13 @@ def test_session_roots_of_dead_processes_are_swept(tmp_path: Path) -> None:
     alive = SessionRoot(str(tmp_path))
     assert not orphan.exists()
     assert SessionRoot(str(tmp_path)).path.exists() and alive.path.exists()
+
+
+def test_imports_write_no_bytecode_into_an_unlocked_prefix(installperm: InstallPerm) -> None:
+    """The template carries the stdlib's bytecode, so a child that imports does
+    not write caches into the system scheme: they would look like residue."""
+    env = installperm.system(externally_managed=False, locked=())
+    result = env.run([env.python, "-c",
+                      "import json, email.parser, zipfile, argparse, sysconfig, site"])
+    assert result.returncode == 0, result.describe()
+    assert result.changes.under("system") == set(), result.changes.under("system")

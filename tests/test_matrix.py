@@ -21,7 +21,7 @@ import pytest
 
 from pytest_installperm import oracle
 from pytest_installperm.installers import Context, Pip, Template, Unsupported, Uv, parse
-from pytest_installperm.matrix import Expectation, _import_cache, classify, expectation, judge
+from pytest_installperm.matrix import Expectation, classify, expectation, judge
 from pytest_installperm.report import FIELDS, to_json, to_markdown
 from pytest_installperm.scenarios import OUTCOMES, Request, load_all
 
@@ -44,16 +44,6 @@ def test_classify_reads_the_outcome_from_where_the_files_landed():
     nothing = classify(0, frozenset(), {"user": [a, b]})
     assert nothing.outcome == "error"
     assert not nothing.landed
-
-
-def test_bytecode_of_existing_modules_is_not_residue_but_of_new_packages_is():
-    stdlib_cache = Path("/s/prefix/lib/python3.11/__pycache__/os.cpython-311.pyc")
-    new_package = Path("/s/site/demo/__pycache__/__init__.cpython-311.pyc")
-    created = frozenset({stdlib_cache, new_package, new_package.parent, Path("/s/site/demo")})
-    assert _import_cache(stdlib_cache, created)
-    assert _import_cache(stdlib_cache.parent, created)
-    assert not _import_cache(new_package, created)
-    assert not _import_cache(Path("/s/site/demo/__init__.py"), created)
 
 
 def _exp(outcome="user", *, pip="user", declared=None, breaks=None, check=False):
