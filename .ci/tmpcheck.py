@@ -27,8 +27,9 @@ def listing(dirs: list[str]) -> set[str]:
             names = os.listdir(directory)
         except OSError:
             continue
-        found.update(os.path.join(directory, n) for n in names
-                     if not n.startswith(IGNORED_PREFIXES))
+        found.update(
+            os.path.join(directory, n) for n in names if not n.startswith(IGNORED_PREFIXES)
+        )
     return found
 
 
@@ -45,8 +46,11 @@ def main(argv: list[str]) -> int:
     status = subprocess.call(command)
     stray = sorted(listing(dirs) - before)
     if stray:
-        print(f"tmpcheck: {len(stray)} stray entr{'y' if len(stray) == 1 else 'ies'} left by "
-              f"{' '.join(command)}:", file=sys.stderr)
+        print(
+            f"tmpcheck: {len(stray)} stray entr{'y' if len(stray) == 1 else 'ies'} left by "
+            f"{' '.join(command)}:",
+            file=sys.stderr,
+        )
         for path in stray:
             print(f"  {path}", file=sys.stderr)
         return 1

@@ -31,16 +31,23 @@ def main(runs: int) -> None:
                     if name == "contained":
                         argv = backend.wrap(argv, env.root)
                     start = time.perf_counter()
-                    status = execute(argv, env=env.child_env(), cwd=env.sandbox.work,
-                                     timeout=30, popen_kwargs=backend.popen_kwargs())[0]
+                    status = execute(
+                        argv,
+                        env=env.child_env(),
+                        cwd=env.sandbox.work,
+                        timeout=30,
+                        popen_kwargs=backend.popen_kwargs(),
+                    )[0]
                     found.append(time.perf_counter() - start)
                     assert status == 0, program
             plain, contained = (statistics.median(times[k]) * 1000 for k in times)
             low_plain, low_contained = (min(times[k]) * 1000 for k in times)
-            print(f"{' '.join(program[-2:]):>28}  backend {env.backend}: median "
-                  f"{plain:.2f} -> {contained:.2f} ms (+{contained - plain:.2f}); "
-                  f"min {low_plain:.2f} -> {low_contained:.2f} ms "
-                  f"(+{low_contained - low_plain:.2f})")
+            print(
+                f"{' '.join(program[-2:]):>28}  backend {env.backend}: median "
+                f"{plain:.2f} -> {contained:.2f} ms (+{contained - plain:.2f}); "
+                f"min {low_plain:.2f} -> {low_contained:.2f} ms "
+                f"(+{low_contained - low_plain:.2f})"
+            )
     finally:
         factory.close()
         session.close()

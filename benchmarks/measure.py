@@ -54,8 +54,10 @@ def spread(values: list[float]) -> Result:
 
 
 @contextlib.contextmanager
-def session_of(backend: str | None, basetemp: str | None = None,
-               ) -> Iterator[tuple[Session, InstallPerm]]:
+def session_of(
+    backend: str | None,
+    basetemp: str | None = None,
+) -> Iterator[tuple[Session, InstallPerm]]:
     """A Session and factory, closed (and their directories removed) on exit.
 
     ``basetemp`` is where the session root goes; None lets the engine choose
@@ -78,8 +80,15 @@ def _skip_reason(exc: BaseException) -> str:
 
 # -- overhead of one scenario -------------------------------------------------
 
-def overhead(backend: str | None, iterations: int, warmup: int = 3, *,
-             basetemp: str | None = None, python: str | None = None) -> Result:
+
+def overhead(
+    backend: str | None,
+    iterations: int,
+    warmup: int = 3,
+    *,
+    basetemp: str | None = None,
+    python: str | None = None,
+) -> Result:
     """build+lock+snapshot (``system()``), diff (``update()``), teardown (``close()``).
 
     No installer runs: this is what the plugin adds around one. The first
@@ -95,8 +104,11 @@ def overhead(backend: str | None, iterations: int, warmup: int = 3, *,
         except pytest.skip.Exception as exc:
             return {"backend": backend or "auto", "available": False, "reason": _skip_reason(exc)}
         except Exception as exc:  # e.g. a backend module that does not exist yet
-            return {"backend": backend or "auto", "available": False,
-                    "reason": f"{type(exc).__name__}: {exc}"}
+            return {
+                "backend": backend or "auto",
+                "available": False,
+                "reason": f"{type(exc).__name__}: {exc}",
+            }
         setup = time.perf_counter() - start
         name = env.backend
         entries = count_entries(env.root)
@@ -149,10 +161,16 @@ BREAKDOWN = (
     ("sandbox dirs   Sandbox.__init__", "pytest_installperm.sandbox", "Sandbox.__init__"),
     ("interpreter    Template.relocate", "pytest_installperm.interpreter", "Template.relocate"),
     ("pip copy       _install_pip", "pytest_installperm.environment", "_install_pip"),
-    ("lock           PrivdropBackend.apply", "pytest_installperm.backends.privdrop",
-     "PrivdropBackend.apply"),
-    ("lock           ChmodBackend.apply", "pytest_installperm.backends.chmod",
-     "ChmodBackend.apply"),
+    (
+        "lock           PrivdropBackend.apply",
+        "pytest_installperm.backends.privdrop",
+        "PrivdropBackend.apply",
+    ),
+    (
+        "lock           ChmodBackend.apply",
+        "pytest_installperm.backends.chmod",
+        "ChmodBackend.apply",
+    ),
     ("snapshot       Snapshot._add_tree", "pytest_installperm.changes", "Snapshot._add_tree"),
     ("diff           Snapshot.update", "pytest_installperm.changes", "Snapshot.update"),
     ("teardown       remove_tree", "pytest_installperm.sandbox", "remove_tree"),
@@ -179,6 +197,7 @@ def breakdown(backend: str | None, iterations: int) -> Result:
                 return func(*args, **kwargs)
             finally:
                 spent[label] = spent.get(label, 0.0) + time.perf_counter() - t0
+
         return timed
 
     found: dict[str, bool] = {}
@@ -214,8 +233,9 @@ def breakdown(backend: str | None, iterations: int) -> Result:
     finally:
         for owner, leaf, original in reversed(restore):
             setattr(owner, leaf, original)
-    phases = {label: (med(values) if found[label] else None)
-              for label, values in per_iteration.items()}
+    phases = {
+        label: (med(values) if found[label] else None) for label, values in per_iteration.items()
+    }
     # Snapshot.update re-lists nothing here, so _add_tree time is the take().
     return {"available": True, "total_ms_median": med(totals), "phases_ms_median": phases}
 
@@ -262,8 +282,10 @@ def fs_type(path: str) -> str:
 
 # -- baselines: a venv per test -----------------------------------------------
 
-def create_venvs(argv_for: Callable[[Path], list[str]], work: Path, iterations: int,
-                 warmup: int = 1) -> Result:
+
+def create_venvs(
+    argv_for: Callable[[Path], list[str]], work: Path, iterations: int, warmup: int = 1
+) -> Result:
     """Wall time of a venv creator, one fresh directory each time, removed after."""
     times: list[float] = []
     for i in range(iterations + warmup):
@@ -293,10 +315,20 @@ def virtualenv_argv(target: Path) -> list[str]:
 
 # -- real installs ---------------------------------------------------------------
 
+
 def install_argv(installer: str, env: Environment, wheel: Path) -> list[Any]:
     if installer == "uv":
-        return ["uv", "pip", "install", "--python", env.python, "--system", "--no-index",
-                "--no-deps", wheel]
+        return [
+            "uv",
+            "pip",
+            "install",
+            "--python",
+            env.python,
+            "--system",
+            "--no-index",
+            "--no-deps",
+            wheel,
+        ]
     return [env.python, "-m", "pip", "install", "--no-index", "--no-deps", wheel]
 
 
@@ -315,8 +347,7 @@ def installs(installer: str, wheel: Path, iterations: int, warmup: int = 1) -> R
             result = env.run(install_argv(installer, env, wheel))
             elapsed = time.perf_counter() - t0
             if result.returncode != 0:
-                return {"available": False,
-                        "reason": f"{installer} failed: {result.describe()}"}
+                return {"available": False, "reason": f"{installer} failed: {result.describe()}"}
             if not result.changes.under("system").created:
                 return {"available": False, "reason": f"{installer} installed nothing"}
             factory.close()
@@ -327,6 +358,7 @@ def installs(installer: str, wheel: Path, iterations: int, warmup: int = 1) -> R
 
 
 # -- change detection in a large site -----------------------------------------
+
 
 def detection(n_files: int, rounds: int, work: Path) -> Result:
     """Time ``Snapshot.update()`` after a small uv install into a site of N files.
@@ -363,18 +395,33 @@ def detection(n_files: int, rounds: int, work: Path) -> Result:
                 close()
             created.append(len(changes.created))
             if not any(site in p.parents for p in changes.created):
-                return {"available": False,
-                        "reason": "Snapshot.update() did not see the installed files"}
-    return {"available": True, "files": files, "dirs": dirs, "populate_s": round(populate, 2),
-            "detect_ms_median": med(update), "snapshot_ms_median": med(take),
-            "created_per_install": statistics.median(created), "rounds": rounds}
+                return {
+                    "available": False,
+                    "reason": "Snapshot.update() did not see the installed files",
+                }
+    return {
+        "available": True,
+        "files": files,
+        "dirs": dirs,
+        "populate_s": round(populate, 2),
+        "detect_ms_median": med(update),
+        "snapshot_ms_median": med(take),
+        "created_per_install": statistics.median(created),
+        "rounds": rounds,
+    }
 
 
 # -- out-of-process parts -----------------------------------------------------
 
+
 def plugin_options(work: Path) -> str:
-    out = subprocess.run([sys.executable, "-m", "pytest", "--help"], cwd=work,
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "--help"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return out.stdout
 
 
@@ -386,17 +433,28 @@ def matrix(work: Path, xdist: int | None, timeout: float = 900.0) -> Result:
     setup; under ``-n 2`` it also shows how much slower items get when two
     workers share the cores.
     """
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--durations=0",
-            "--durations-min=0", "--installperm", "--installperm-installer=pip",
-            "--installperm-installer=uv"]
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--durations=0",
+        "--durations-min=0",
+        "--installperm",
+        "--installperm-installer=pip",
+        "--installperm-installer=uv",
+    ]
     if xdist:
         argv += ["-n", str(xdist)]
     project = work / f"matrix-{xdist or 0}"
     project.mkdir()
     try:
         t0 = time.perf_counter()
-        out = subprocess.run(argv, cwd=project, capture_output=True, text=True, check=False,
-                             timeout=timeout)
+        out = subprocess.run(
+            argv, cwd=project, capture_output=True, text=True, check=False, timeout=timeout
+        )
         elapsed = time.perf_counter() - t0
     except subprocess.TimeoutExpired:
         return {"available": False, "reason": f"timed out after {timeout:.0f}s"}
@@ -404,13 +462,22 @@ def matrix(work: Path, xdist: int | None, timeout: float = 900.0) -> Result:
         shutil.rmtree(project, ignore_errors=True)
     summary = (out.stdout.strip().splitlines() or [""])[-1]
     if out.returncode not in (0, 1):
-        return {"available": False,
-                "reason": f"pytest exited {out.returncode}: {summary or out.stderr[-300:]}"}
-    durations = [float(m.group(1)) for m in re.finditer(
-        r"^([0-9.]+)s (?:setup|call|teardown) ", out.stdout, re.MULTILINE)]
-    return {"available": True, "seconds": round(elapsed, 2), "summary": summary,
-            "returncode": out.returncode, "items_s": round(sum(durations), 2),
-            "fixed_s": round(elapsed - sum(durations), 2) if not xdist else None}
+        return {
+            "available": False,
+            "reason": f"pytest exited {out.returncode}: {summary or out.stderr[-300:]}",
+        }
+    durations = [
+        float(m.group(1))
+        for m in re.finditer(r"^([0-9.]+)s (?:setup|call|teardown) ", out.stdout, re.MULTILINE)
+    ]
+    return {
+        "available": True,
+        "seconds": round(elapsed, 2),
+        "summary": summary,
+        "returncode": out.returncode,
+        "items_s": round(sum(durations), 2),
+        "fixed_s": round(elapsed - sum(durations), 2) if not xdist else None,
+    }
 
 
 def fakefs(work: Path, iterations: int) -> Result:
@@ -425,13 +492,21 @@ def fakefs(work: Path, iterations: int) -> Result:
     """
     script = Path(__file__).with_name("fakefs_overhead.py")
     if script.exists():
-        out = subprocess.run([sys.executable, str(script), str(iterations)], capture_output=True,
-                             text=True, check=False, timeout=600)
+        out = subprocess.run(
+            [sys.executable, str(script), str(iterations)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
         try:
             data = json.loads(out.stdout)
         except ValueError:
-            return {"available": False, "reason": f"{script.name} exited {out.returncode} "
-                                                  f"without JSON: {out.stderr.strip()[-300:]}"}
+            return {
+                "available": False,
+                "reason": f"{script.name} exited {out.returncode} "
+                f"without JSON: {out.stderr.strip()[-300:]}",
+            }
         # Its ``overhead_ms``: our fixture's median minus pyfakefs's own Patcher.
         value = data.get("overhead_ms", data.get("fakefs_overhead_ms_median"))
         if not isinstance(value, (int, float)):
@@ -450,14 +525,30 @@ def fakefs(work: Path, iterations: int) -> Result:
             "    assert i >= 0\n"
         )
         out = subprocess.run(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-             "--junitxml", str(project / "junit.xml"), "test_fakefs_bench.py"],
-            cwd=project, capture_output=True, text=True, check=False, timeout=600)
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                "-q",
+                "--junitxml",
+                str(project / "junit.xml"),
+                "test_fakefs_bench.py",
+            ],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
         if out.returncode != 0:
             tail = (out.stdout.strip().splitlines() or [""])[-1]
             if "fixture 'installperm_fakefs' not found" in out.stdout:
-                return {"available": False,
-                        "reason": "fixture installperm_fakefs does not exist yet"}
+                return {
+                    "available": False,
+                    "reason": "fixture installperm_fakefs does not exist yet",
+                }
             return {"available": False, "reason": f"pytest exited {out.returncode}: {tail}"}
         import xml.etree.ElementTree as ElementTree
 
@@ -467,24 +558,34 @@ def fakefs(work: Path, iterations: int) -> Result:
         for case in cases:
             name = case.get("name", "")
             (fake if name.startswith("test_fakefs") else empty).append(float(case.get("time", 0)))
-        return {"available": True, "ms": round(med(fake) - med(empty), 3),
-                "source": "junit per-test times, fakefs minus empty"}
+        return {
+            "available": True,
+            "ms": round(med(fake) - med(empty), 3),
+            "source": "junit per-test times, fakefs minus empty",
+        }
     finally:
         shutil.rmtree(project, ignore_errors=True)
 
 
-def overhead_subprocess(argv_prefix: list[str], extra: list[str], tmpdir: Path,
-                        env_extra: dict[str, str] | None = None) -> Result:
+def overhead_subprocess(
+    argv_prefix: list[str], extra: list[str], tmpdir: Path, env_extra: dict[str, str] | None = None
+) -> Result:
     """Run ``run.py --overhead-only`` in another process (another uid or tmpdir)."""
-    argv = [*argv_prefix, sys.executable, str(Path(__file__).with_name("run.py")),
-            "--overhead-only", *extra]
+    argv = [
+        *argv_prefix,
+        sys.executable,
+        str(Path(__file__).with_name("run.py")),
+        "--overhead-only",
+        *extra,
+    ]
     env = {**os.environ, "TMPDIR": str(tmpdir), **(env_extra or {})}
-    out = subprocess.run(argv, capture_output=True, text=True, check=False, env=env,
-                         timeout=600)
+    out = subprocess.run(argv, capture_output=True, text=True, check=False, env=env, timeout=600)
     for line in reversed(out.stdout.splitlines()):
         with contextlib.suppress(ValueError):
             data = json.loads(line)
             if isinstance(data, dict) and "overhead" in data:
                 return dict(data["overhead"])
-    return {"available": False,
-            "reason": f"subprocess exited {out.returncode}: {out.stderr.strip()[-400:]}"}
+    return {
+        "available": False,
+        "reason": f"subprocess exited {out.returncode}: {out.stderr.strip()[-400:]}",
+    }

@@ -36,16 +36,27 @@ GOALS = {
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="few iterations, small trees, no matrix: for the smoke test")
-    parser.add_argument("--iterations", type=int, default=50,
-                        help="timed system() scenarios per backend (default 50, at least 30)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="few iterations, small trees, no matrix: for the smoke test",
+    )
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=50,
+        help="timed system() scenarios per backend (default 50, at least 30)",
+    )
     parser.add_argument("--uv", type=int, default=20, help="uv installs (default 20)")
     parser.add_argument("--pip", type=int, default=10, help="pip installs (default 10)")
     parser.add_argument("--venv", type=int, default=20, help="python -m venv runs (default 20)")
     parser.add_argument("--virtualenv", type=int, default=10, help="virtualenv runs (default 10)")
-    parser.add_argument("--detect-rounds", type=int, default=5,
-                        help="installs per site size in the detection benchmark (default 5)")
+    parser.add_argument(
+        "--detect-rounds",
+        type=int,
+        default=5,
+        help="installs per site size in the detection benchmark (default 5)",
+    )
     parser.add_argument("--no-matrix", action="store_true", help="skip the two matrix runs")
     parser.add_argument("--overhead-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--backend", default=None, help=argparse.SUPPRESS)
@@ -94,9 +105,11 @@ def other_backends(work: Path, iterations: int) -> dict[str, dict[str, Any]]:
     if os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
         if setpriv is None:
-            results["chmod"] = {"available": False,
-                                "reason": "root cannot be denied by mode bits, and setpriv "
-                                          "(to run this part as uid 65534) is missing"}
+            results["chmod"] = {
+                "available": False,
+                "reason": "root cannot be denied by mode bits, and setpriv "
+                "(to run this part as uid 65534) is missing",
+            }
         else:
             # chmod needs a uid without CAP_DAC_OVERRIDE: uid 65534. This
             # process keeps CAP_DAC_READ_SEARCH (read, never write) only so it can
@@ -110,16 +123,29 @@ def other_backends(work: Path, iterations: int) -> dict[str, dict[str, Any]]:
             if python:
                 extra += ["--python", python]
             results["chmod"] = measure.overhead_subprocess(
-                [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                 "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"],
-                extra, tmp, {"HOME": str(tmp)})
+                [
+                    setpriv,
+                    f"--reuid={NOBODY}",
+                    f"--regid={NOBODY}",
+                    "--clear-groups",
+                    "--inh-caps=+dac_read_search",
+                    "--ambient-caps=+dac_read_search",
+                ],
+                extra,
+                tmp,
+                {"HOME": str(tmp)},
+            )
             if results["chmod"].get("available"):
-                results["chmod"]["note"] = (f"as uid {NOBODY} (CAP_DAC_READ_SEARCH only), "
-                                            f"base {python or 'the running interpreter'}")
+                results["chmod"]["note"] = (
+                    f"as uid {NOBODY} (CAP_DAC_READ_SEARCH only), "
+                    f"base {python or 'the running interpreter'}"
+                )
     else:
-        results["privdrop"] = {"available": False,
-                               "reason": f"needs root to run children as another uid; this "
-                                         f"benchmark runs as uid {os.geteuid()}"}
+        results["privdrop"] = {
+            "available": False,
+            "reason": f"needs root to run children as another uid; this "
+            f"benchmark runs as uid {os.geteuid()}",
+        }
     return results
 
 
@@ -127,8 +153,10 @@ def chmod_base() -> str | None:
     """A base interpreter that uid 65534 can run and access(2) (None: the running one)."""
     base = measure.base_python()
     if base.startswith("/root/"):
-        for candidate in (f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}",
-                          "/usr/bin/python3"):
+        for candidate in (
+            f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}",
+            "/usr/bin/python3",
+        ):
             if os.path.exists(candidate):
                 return candidate
     return None
@@ -139,10 +167,12 @@ def progress(text: str) -> None:
 
 
 def run_all(args: argparse.Namespace, work: Path, base_tmp: str) -> dict[str, Any]:
-    data: dict[str, Any] = {"schema": 1, "quick": args.quick,
-                            "date": datetime.datetime.now(datetime.UTC)
-                            .strftime("%Y-%m-%dT%H:%M:%SZ"),
-                            "machine": machine(base_tmp)}
+    data: dict[str, Any] = {
+        "schema": 1,
+        "quick": args.quick,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": machine(base_tmp),
+    }
 
     progress("overhead of system() scenarios")
     main = measure.overhead(None, args.iterations)
@@ -158,9 +188,11 @@ def run_all(args: argparse.Namespace, work: Path, base_tmp: str) -> dict[str, An
     data["overhead_backend"] = main.get("backend")
     data["overhead_ms_median"] = main["total"]["median"] if main.get("available") else None
     data["overhead_ms_median_by_backend"] = {
-        k: (v["total"]["median"] if v.get("available") else None) for k, v in by_backend.items()}
+        k: (v["total"]["median"] if v.get("available") else None) for k, v in by_backend.items()
+    }
     data["overhead_unavailable"] = {
-        k: v.get("reason") for k, v in by_backend.items() if not v.get("available")}
+        k: v.get("reason") for k, v in by_backend.items() if not v.get("available")
+    }
     data["overhead_detail"] = by_backend
     data["overhead_breakdown_ms_median"] = split.get("phases_ms_median")
 
@@ -168,21 +200,23 @@ def run_all(args: argparse.Namespace, work: Path, base_tmp: str) -> dict[str, An
     by_fs: dict[str, Any] = {}
     if main.get("available"):
         root_fs = main["session_root_fs"]
-        by_fs[f"{root_fs} ({os.path.dirname(main['session_root'])}, engine's choice)"] = (
-            data["overhead_ms_median"])
+        by_fs[f"{root_fs} ({os.path.dirname(main['session_root'])}, engine's choice)"] = data[
+            "overhead_ms_median"
+        ]
         if root_fs != data["machine"]["tmpdir_fs"] and not args.quick:
-            data["fs_create_us"][os.path.dirname(main["session_root"])] = (
-                measure.fs_create_cost(os.path.dirname(main["session_root"])))
+            data["fs_create_us"][os.path.dirname(main["session_root"])] = measure.fs_create_cost(
+                os.path.dirname(main["session_root"])
+            )
             progress(f"overhead with the session root in {base_tmp}")
             disk = measure.overhead(None, args.iterations, basetemp=str(work))
             by_fs[f"{data['machine']['tmpdir_fs']} ({base_tmp})"] = (
-                disk["total"]["median"] if disk.get("available") else None)
+                disk["total"]["median"] if disk.get("available") else None
+            )
     data["overhead_ms_median_by_fs"] = by_fs
 
     progress("python -m venv --without-pip, virtualenv")
     venv = measure.create_venvs(measure.venv_argv, work, args.venv, args.warmup)
-    virtualenv = measure.create_venvs(measure.virtualenv_argv, work, args.virtualenv,
-                                       args.warmup)
+    virtualenv = measure.create_venvs(measure.virtualenv_argv, work, args.virtualenv, args.warmup)
     data["venv_ms_median"] = venv.get("median")
     data["virtualenv_ms_median"] = virtualenv.get("median")
 
@@ -211,9 +245,11 @@ def run_all(args: argparse.Namespace, work: Path, base_tmp: str) -> dict[str, An
         fake = {"available": False, "reason": why}
     else:
         if "--installperm-installer" not in measure.plugin_options(work):
-            serial = parallel = {"available": False,
-                                 "reason": "pytest has no --installperm-installer option yet "
-                                           "(the built-in matrix is not implemented)"}
+            serial = parallel = {
+                "available": False,
+                "reason": "pytest has no --installperm-installer option yet "
+                "(the built-in matrix is not implemented)",
+            }
         else:
             progress("matrix, serial")
             serial = measure.matrix(work, None)
@@ -247,7 +283,8 @@ def goals(data: dict[str, Any]) -> dict[str, Any]:
         result[f"{name} <= {limit:g}"] = None if value is None else value <= limit
     serial, parallel = data.get("matrix_s"), data.get("matrix_xdist2_s")
     result["matrix_xdist2_s <= matrix_s / 1.7"] = (
-        None if serial is None or parallel is None else parallel <= serial / 1.7)
+        None if serial is None or parallel is None else parallel <= serial / 1.7
+    )
     return result
 
 
@@ -258,20 +295,31 @@ def table(data: dict[str, Any]) -> str:
         return "n/a" if value is None else f"{value:,.2f} {unit}"
 
     rows: list[tuple[str, str]] = [
-        (f"machine: {m['cpus']} x {m['cpu_model']}, kernel {m['kernel']}, Python "
-         f"{m['python']}, euid {m['euid']}, tmp {m['tmpdir']} ({m['tmpdir_fs']})", ""),
-        (f"load average: {m['loadavg_start']} at start, {m['loadavg_end']} at end"
-         + ("  (BUSY MACHINE: figures are inflated)"
-            if max(m["loadavg_start"] or 0, m["loadavg_end"] or 0) > (m["cpus"] or 1) / 2
-            else ""), ""),
+        (
+            f"machine: {m['cpus']} x {m['cpu_model']}, kernel {m['kernel']}, Python "
+            f"{m['python']}, euid {m['euid']}, tmp {m['tmpdir']} ({m['tmpdir_fs']})",
+            "",
+        ),
+        (
+            f"load average: {m['loadavg_start']} at start, {m['loadavg_end']} at end"
+            + (
+                "  (BUSY MACHINE: figures are inflated)"
+                if max(m["loadavg_start"] or 0, m["loadavg_end"] or 0) > (m["cpus"] or 1) / 2
+                else ""
+            ),
+            "",
+        ),
         ("", ""),
-        (f"overhead of one system() scenario [{data['overhead_backend']}]",
-         fmt(data["overhead_ms_median"])),
+        (
+            f"overhead of one system() scenario [{data['overhead_backend']}]",
+            fmt(data["overhead_ms_median"]),
+        ),
     ]
     for name, value in data["overhead_ms_median_by_backend"].items():
         reason = data["overhead_unavailable"].get(name)
-        rows.append((f"  backend {name}", fmt(value) if reason is None else
-                     f"not measured: {reason[:90]}"))
+        rows.append(
+            (f"  backend {name}", fmt(value) if reason is None else f"not measured: {reason[:90]}")
+        )
     main = data["overhead_detail"].get(data["overhead_backend"], {})
     if main.get("available"):
         rows += [
@@ -279,8 +327,10 @@ def table(data: dict[str, Any]) -> str:
             ("  diff (Snapshot.update, no change)", fmt(main["diff_ms_median"])),
             ("  teardown (close())", fmt(main["teardown_ms_median"])),
             ("  one-time session setup (first system())", fmt(main["session_setup_ms"])),
-            ("  inodes per sandbox", ", ".join(f"{v} {k}" for k, v in
-                                                main["sandbox_entries"].items())),
+            (
+                "  inodes per sandbox",
+                ", ".join(f"{v} {k}" for k, v in main["sandbox_entries"].items()),
+            ),
         ]
     for label, value in (data["overhead_breakdown_ms_median"] or {}).items():
         if value is not None:
@@ -288,8 +338,9 @@ def table(data: dict[str, Any]) -> str:
     for where, value in data["overhead_ms_median_by_fs"].items():
         rows.append((f"  session root on {where}", fmt(value)))
     for where, cost in data["fs_create_us"].items():
-        rows.append((f"  create cost on {where}",
-                     ", ".join(f"{k[:-3]} {v:g} us" for k, v in cost.items())))
+        rows.append(
+            (f"  create cost on {where}", ", ".join(f"{k[:-3]} {v:g} us" for k, v in cost.items()))
+        )
     rows += [
         ("", ""),
         ("python -m venv --without-pip", fmt(data["venv_ms_median"])),
@@ -301,20 +352,29 @@ def table(data: dict[str, Any]) -> str:
     for label in ("1k", "10k", "50k"):
         detail = data["detect_detail"][label]
         size = f"{detail.get('files', '?')} files"
-        rows.append((f"detect after uv install, site of {size}",
-                     fmt(data[f"detect_ms_{label}"])))
-        rows.append(("  one-time Snapshot.take of that sandbox",
-                     fmt(data[f"snapshot_ms_{label}"])))
+        rows.append((f"detect after uv install, site of {size}", fmt(data[f"detect_ms_{label}"])))
+        rows.append(("  one-time Snapshot.take of that sandbox", fmt(data[f"snapshot_ms_{label}"])))
     for key, label in (("serial", "matrix_s"), ("xdist2", "matrix_xdist2_s")):
         detail = data["matrix_detail"][key]
-        rows.append((f"matrix pip+uv {'-n 2' if key == 'xdist2' else 'serial'}",
-                     fmt(data[label], "s") if detail.get("available")
-                     else f"n/a ({detail.get('reason')})"))
+        rows.append(
+            (
+                f"matrix pip+uv {'-n 2' if key == 'xdist2' else 'serial'}",
+                fmt(data[label], "s")
+                if detail.get("available")
+                else f"n/a ({detail.get('reason')})",
+            )
+        )
         if detail.get("available"):
             rows.append(("  sum of per-item durations", fmt(detail.get("items_s"), "s")))
     fake = data["fakefs_detail"]
-    rows.append(("installperm_fakefs overhead", fmt(data["fakefs_overhead_ms_median"])
-                 if fake.get("available") else f"n/a ({fake.get('reason')})"))
+    rows.append(
+        (
+            "installperm_fakefs overhead",
+            fmt(data["fakefs_overhead_ms_median"])
+            if fake.get("available")
+            else f"n/a ({fake.get('reason')})",
+        )
+    )
     rows += [
         ("", ""),
         ("ratio venv / overhead", fmt(data["ratio_venv_over_overhead"], "x")),

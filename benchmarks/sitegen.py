@@ -19,10 +19,13 @@ def small_wheel(directory: Path, name: str, version: str = "1.0") -> Path:
     dist_info = f"{name}-{version}.dist-info"
     files = {
         f"{name}/__init__.py": b"VALUE = 1\n",
-        f"{dist_info}/METADATA": (f"Metadata-Version: 2.1\nName: {name}\n"
-                                  f"Version: {version}\n").encode(),
-        f"{dist_info}/WHEEL": (b"Wheel-Version: 1.0\nGenerator: installperm-benchmark\n"
-                               b"Root-Is-Purelib: true\nTag: py3-none-any\n"),
+        f"{dist_info}/METADATA": (
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+        ).encode(),
+        f"{dist_info}/WHEEL": (
+            b"Wheel-Version: 1.0\nGenerator: installperm-benchmark\n"
+            b"Root-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
     }
     record = []
     for arcname, data in files.items():

@@ -41,7 +41,7 @@ class Entry(NamedTuple):
 
 
 def kind_of(mode: int) -> str:
-    """"d" directory, "f" regular file, "l" symlink, "o" anything else."""
+    """ "d" directory, "f" regular file, "l" symlink, "o" anything else."""
     if stat.S_ISDIR(mode):
         return "d"
     if stat.S_ISREG(mode):
@@ -180,8 +180,12 @@ class Snapshot:
                 continue  # its parent is dirty and reports the deletion
             # The hot loop of a sweep: one lstat per directory, nothing built
             # unless it moved (entries, mode and owner all move ctime).
-            if (not forced and st.st_mtime_ns == before.mtime_ns
-                    and st.st_ctime_ns == before.ctime_ns and st.st_ino == before.ino):
+            if (
+                not forced
+                and st.st_mtime_ns == before.mtime_ns
+                and st.st_ctime_ns == before.ctime_ns
+                and st.st_ino == before.ino
+            ):
                 continue
             if self.watch is not None:
                 self.watch.ensure(directory, st.st_ino)  # it may be a new directory
@@ -263,7 +267,12 @@ def _same(before: Entry, now: Entry) -> bool:
         return now.kind == "l" and now.ino == before.ino
     if before.kind == "d":
         return (now.kind, now.ino, now.mode, now.uid, now.gid) == (
-            before.kind, before.ino, before.mode, before.uid, before.gid)
+            before.kind,
+            before.ino,
+            before.mode,
+            before.uid,
+            before.gid,
+        )
     return before == now
 
 
@@ -308,7 +317,10 @@ class Changes:
         (``changes.under("system") == set()`` reads as "nothing changed")."""
         if isinstance(other, Changes):
             return (self.created, self.modified, self.deleted) == (
-                other.created, other.modified, other.deleted)
+                other.created,
+                other.modified,
+                other.deleted,
+            )
         if isinstance(other, (set, frozenset)):
             return self.all == other
         return NotImplemented

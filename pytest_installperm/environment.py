@@ -29,9 +29,20 @@ DEFAULT_TIMEOUT = 120.0
 class Environment:
     """A real interpreter in a sandbox, with some of its directories locked."""
 
-    def __init__(self, *, kind: str, sandbox: Sandbox, python: Path, spec: LockSpec,
-                 backend: Backend, system: Mapping[str, Path], user: Mapping[str, Path],
-                 userbase: Path, defaults: Mapping[str, str], tools: Path) -> None:
+    def __init__(
+        self,
+        *,
+        kind: str,
+        sandbox: Sandbox,
+        python: Path,
+        spec: LockSpec,
+        backend: Backend,
+        system: Mapping[str, Path],
+        user: Mapping[str, Path],
+        userbase: Path,
+        defaults: Mapping[str, str],
+        tools: Path,
+    ) -> None:
         self.kind = kind
         self.sandbox = sandbox
         self.python = python
@@ -88,8 +99,10 @@ class Environment:
         return role_of(self.roles, path)
 
     def __repr__(self) -> str:
-        return (f"<Environment {self.kind} python={self.python} backend={self.backend} "
-                f"{self.spec.describe()}>")
+        return (
+            f"<Environment {self.kind} python={self.python} backend={self.backend} "
+            f"{self.spec.describe()}>"
+        )
 
     # -- running ---------------------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -112,8 +125,13 @@ class Environment:
             return str(path)
         return str(arg)
 
-    def run(self, argv: Sequence[Arg], *, env: Mapping[str, str | None] | None = None,
-            timeout: float = DEFAULT_TIMEOUT) -> RunResult:
+    def run(
+        self,
+        argv: Sequence[Arg],
+        *,
+        env: Mapping[str, str | None] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> RunResult:
         """Run ``argv`` as the locked-out child and return what it did.
 
         ``env`` adds to (or, with None values, removes from) the constructed
@@ -124,17 +142,33 @@ class Environment:
         if any(isinstance(a, os.PathLike) for a in argv[1:]):
             snapshot.update()  # staging is ours, not the child's
         status, out, err, timed_out, error, seconds = execute(
-            self._backend.wrap(args, self.sandbox.root), env=self.child_env(env),
-            cwd=self.sandbox.work, timeout=timeout,
+            self._backend.wrap(args, self.sandbox.root),
+            env=self.child_env(env),
+            cwd=self.sandbox.work,
+            timeout=timeout,
             popen_kwargs=self._backend.popen_kwargs(),
         )
         changes = snapshot.update().with_roles(self.roles)
         outside = frozenset(p for p in changes.all if self.role_of(p) not in self.allowed_roles)
-        return RunResult(tuple(args), status, out, err, changes, outside, self,
-                         timed_out=timed_out, error=error, duration_s=seconds)
+        return RunResult(
+            tuple(args),
+            status,
+            out,
+            err,
+            changes,
+            outside,
+            self,
+            timed_out=timed_out,
+            error=error,
+            duration_s=seconds,
+        )
 
-    def pip(self, *args: Arg, env: Mapping[str, str | None] | None = None,
-            timeout: float = DEFAULT_TIMEOUT) -> RunResult:
+    def pip(
+        self,
+        *args: Arg,
+        env: Mapping[str, str | None] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> RunResult:
         """``python -m pip ARGS`` in this environment."""
         return self.run([self.python, "-m", "pip", *args], env=env, timeout=timeout)
 
@@ -142,9 +176,11 @@ class Environment:
         """The readable copy of an installer program (e.g. ``uv``) for children."""
         path = self._tools / name
         if not path.exists():
-            raise FileNotFoundError(f"installer program {name!r} was not found when the "
-                                    f"session started (looked in this interpreter's scripts "
-                                    f"directory and PATH)")
+            raise FileNotFoundError(
+                f"installer program {name!r} was not found when the "
+                f"session started (looked in this interpreter's scripts "
+                f"directory and PATH)"
+            )
         return path
 
     def remove(self) -> None:
@@ -180,47 +216,90 @@ class InstallPerm:
         self._backend = backend
         self._envs: list[Environment] = []
 
-    def system(self, *, python: str | os.PathLike[str] | None = None,
-               locked: Iterable[str] | str = ("system",), user_site: bool = True,
-               externally_managed: bool | None = None, home: str = "present",
-               preinstalled: Iterable[Arg] = (), lock_mode: str = "deny",
-               backend: str | None = None) -> Environment:
+    def system(
+        self,
+        *,
+        python: str | os.PathLike[str] | None = None,
+        locked: Iterable[str] | str = ("system",),
+        user_site: bool = True,
+        externally_managed: bool | None = None,
+        home: str = "present",
+        preinstalled: Iterable[Arg] = (),
+        lock_mode: str = "deny",
+        backend: str | None = None,
+    ) -> Environment:
         """A relocated copy of ``python`` (default: the running one), not a venv."""
         __tracebackhide__ = True
-        spec = LockSpec.make(locked, mode=lock_mode, home=home, user_site=user_site,
-                             externally_managed=externally_managed)
-        return self._build(spec, python, backend, venv=False, system_site_packages=False,
-                           preinstalled=preinstalled)
+        spec = LockSpec.make(
+            locked,
+            mode=lock_mode,
+            home=home,
+            user_site=user_site,
+            externally_managed=externally_managed,
+        )
+        return self._build(
+            spec, python, backend, venv=False, system_site_packages=False, preinstalled=preinstalled
+        )
 
-    def venv(self, *, system_site_packages: bool = False,
-             python: str | os.PathLike[str] | None = None,
-             locked: Iterable[str] | str = ("system",), user_site: bool = True,
-             home: str = "present", preinstalled: Iterable[Arg] = (), lock_mode: str = "deny",
-             backend: str | None = None) -> Environment:
+    def venv(
+        self,
+        *,
+        system_site_packages: bool = False,
+        python: str | os.PathLike[str] | None = None,
+        locked: Iterable[str] | str = ("system",),
+        user_site: bool = True,
+        home: str = "present",
+        preinstalled: Iterable[Arg] = (),
+        lock_mode: str = "deny",
+        backend: str | None = None,
+    ) -> Environment:
         """A real venv on a relocated system interpreter, in one sandbox."""
         __tracebackhide__ = True
         spec = LockSpec.make(locked, mode=lock_mode, home=home, user_site=user_site)
-        return self._build(spec, python, backend, venv=True,
-                           system_site_packages=system_site_packages, preinstalled=preinstalled)
+        return self._build(
+            spec,
+            python,
+            backend,
+            venv=True,
+            system_site_packages=system_site_packages,
+            preinstalled=preinstalled,
+        )
 
-    def _build(self, spec: LockSpec, python: str | os.PathLike[str] | None,
-               backend_name: str | None, *, venv: bool, system_site_packages: bool,
-               preinstalled: Iterable[Arg]) -> Environment:
+    def _build(
+        self,
+        spec: LockSpec,
+        python: str | os.PathLike[str] | None,
+        backend_name: str | None,
+        *,
+        venv: bool,
+        system_site_packages: bool,
+        preinstalled: Iterable[Arg],
+    ) -> Environment:
         __tracebackhide__ = True
         session = self._session
         try:
             backend = session.backend(spec, backend_name or self._backend)
             base = session.base(python)
             template = session.template(base, readable=backend.needs_readable_copies)
-            facts = session.schemes(template, backend, venv=venv,
-                                    system_site_packages=system_site_packages)
+            facts = session.schemes(
+                template, backend, venv=venv, system_site_packages=system_site_packages
+            )
         except LockUnavailable as exc:
             pytest.skip(str(exc))
         sandbox = Sandbox(session.root.new_dir("sandbox-"))
         try:
-            env = _assemble(sandbox, template, facts, spec, backend, session.pip(),
-                            session.tools(), venv=venv, ssp=system_site_packages,
-                            preinstalled=list(preinstalled))
+            env = _assemble(
+                sandbox,
+                template,
+                facts,
+                spec,
+                backend,
+                session.pip(),
+                session.tools(),
+                venv=venv,
+                ssp=system_site_packages,
+                preinstalled=list(preinstalled),
+            )
         except BaseException:
             sandbox.remove()
             raise
@@ -240,14 +319,23 @@ class InstallPerm:
             raise RuntimeError("could not remove sandboxes: " + "; ".join(errors))
 
 
-def _assemble(sandbox: Sandbox, template: Template, facts: SchemeFacts, spec: LockSpec,
-              backend: Backend, pip: PipCopy | None, tools: Path, *, venv: bool, ssp: bool,
-              preinstalled: list[Arg]) -> Environment:
+def _assemble(
+    sandbox: Sandbox,
+    template: Template,
+    facts: SchemeFacts,
+    spec: LockSpec,
+    backend: Backend,
+    pip: PipCopy | None,
+    tools: Path,
+    *,
+    venv: bool,
+    ssp: bool,
+    preinstalled: list[Arg],
+) -> Environment:
     """Build the tree, install what must be there, lock, and snapshot."""
     python = template.relocate(sandbox.prefix, externally_managed=spec.externally_managed)
     if venv:
-        python = create_venv(sandbox.venv, python, template.base.version,
-                             system_site_packages=ssp)
+        python = create_venv(sandbox.venv, python, template.base.version, system_site_packages=ssp)
 
     def where(value: str) -> Path:
         return facts.relocate(value, prefix=sandbox.prefix, venv=sandbox.venv, home=sandbox.home)
@@ -267,9 +355,18 @@ def _assemble(sandbox: Sandbox, template: Template, facts: SchemeFacts, spec: Lo
     defaults = library_path(template)
     if not spec.user_site:
         defaults["PYTHONNOUSERSITE"] = "1"
-    env = Environment(kind="venv" if venv else "system", sandbox=sandbox, python=python,
-                      spec=spec, backend=backend, system=system, user=user,
-                      userbase=where(facts.userbase), defaults=defaults, tools=tools)
+    env = Environment(
+        kind="venv" if venv else "system",
+        sandbox=sandbox,
+        python=python,
+        spec=spec,
+        backend=backend,
+        system=system,
+        user=user,
+        userbase=where(facts.userbase),
+        defaults=defaults,
+        tools=tools,
+    )
     backend.apply(_plan(env))
     env.snapshot()
     return env
@@ -303,8 +400,9 @@ def _install_pip(pip: PipCopy, scheme: Mapping[str, Path], python: Path, version
         script = scheme["scripts"] / name
         if script.exists():
             continue
-        script.write_text(f"#!{python}\nimport sys\nfrom pip._internal.cli.main import main\n"
-                          "sys.exit(main())\n")
+        script.write_text(
+            f"#!{python}\nimport sys\nfrom pip._internal.cli.main import main\nsys.exit(main())\n"
+        )
         script.chmod(0o755)
 
 

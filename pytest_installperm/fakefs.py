@@ -100,8 +100,15 @@ FAKE_ROOT = PurePosixPath("/installperm-fakefs")
 BACKEND = "fakefs"
 #: pyfakefs fixtures that would share (and silently reconfigure) our Patcher.
 PYFAKEFS_FIXTURES = ("fs", "fs_class", "fs_module", "fs_session")
-_HOST_VARIABLES = ("PIP_", "UV_", "XDG_", "PYTHONUSERBASE", "PYTHONNOUSERSITE",
-                   "VIRTUAL_ENV", "CONDA_PREFIX")
+_HOST_VARIABLES = (
+    "PIP_",
+    "UV_",
+    "XDG_",
+    "PYTHONUSERBASE",
+    "PYTHONNOUSERSITE",
+    "VIRTUAL_ENV",
+    "CONDA_PREFIX",
+)
 
 
 # ---------------------------------------------------------------------------
@@ -133,8 +140,15 @@ def check_conflicts(fixturenames: Iterable[str], *, owner: str = "installperm_fa
         )
 
 
-def _access(self: FakeOsModule, path: Any, mode: int, *, dir_fd: int | None = None,
-            effective_ids: bool = False, follow_symlinks: bool = True) -> bool:
+def _access(
+    self: FakeOsModule,
+    path: Any,
+    mode: int,
+    *,
+    dir_fd: int | None = None,
+    effective_ids: bool = False,
+    follow_symlinks: bool = True,
+) -> bool:
     """``os.access`` as the kernel decides it: by owner, group or other bits.
 
     Root (uid 0) may read and write anything and execute what has any x bit.
@@ -186,6 +200,7 @@ def _compile(real: Callable[..., Any], fio: _FakeIO) -> Callable[..., Any]:
     is redirected while it runs (nothing is imported meanwhile). Without the
     hooks (another Python), byte-compiling is refused rather than faked.
     """
+
     def compile_in_fake_fs(file: Any, *args: Any, **kwargs: Any) -> Any:
         if not all(hasattr(bootstrap_external, name) for name in _IMPORTLIB_HOOKS):
             raise FakefsError(
@@ -248,8 +263,15 @@ def _state(fs: FakeFilesystem, root: str) -> dict[str, _Entry]:
         path, obj = stack.pop()
         mode = obj.st_mode
         kind = kind_of(mode)
-        found[path] = _Entry(kind, obj.st_ino or 0, obj.st_size if kind != "d" else 0,
-                             obj.st_mtime, stat.S_IMODE(mode), obj.st_uid, obj.st_gid)
+        found[path] = _Entry(
+            kind,
+            obj.st_ino or 0,
+            obj.st_size if kind != "d" else 0,
+            obj.st_mtime,
+            stat.S_IMODE(mode),
+            obj.st_uid,
+            obj.st_gid,
+        )
         if kind == "d" and isinstance(obj, FakeDirectory):
             stack.extend((f"{path}/{name}", child) for name, child in obj.entries.items())
     return found
@@ -289,8 +311,7 @@ class FakeSnapshot:
         """Paths under ``top`` that differ from this snapshot (a full walk here)."""
         now = _state(self.fs, str(top))
         prefix = str(top)
-        mine = {p: e for p, e in self.entries.items()
-                if p == prefix or p.startswith(prefix + "/")}
+        mine = {p: e for p, e in self.entries.items() if p == prefix or p.startswith(prefix + "/")}
         return {Path(p) for p in mine.keys() | now.keys() if mine.get(p) != now.get(p)}
 
 
@@ -389,8 +410,17 @@ class FakeEnvironment:
     ``run()`` it has :meth:`call`, which runs a function in this process.
     """
 
-    def __init__(self, factory: FakeInstallPerm, *, kind: str, root: Path, spec: LockSpec,
-                 layout: Layout, state: Answers, venv: bool) -> None:
+    def __init__(
+        self,
+        factory: FakeInstallPerm,
+        *,
+        kind: str,
+        root: Path,
+        spec: LockSpec,
+        layout: Layout,
+        state: Answers,
+        venv: bool,
+    ) -> None:
         self._factory = factory
         self.kind = kind
         self.root = root
@@ -427,8 +457,10 @@ class FakeEnvironment:
         return role_of(self.roles, path)
 
     def __repr__(self) -> str:
-        return (f"<FakeEnvironment {self.kind} layout={self.layout.name} python={self.python} "
-                f"backend={BACKEND} {self.spec.describe()}>")
+        return (
+            f"<FakeEnvironment {self.kind} layout={self.layout.name} python={self.python} "
+            f"backend={BACKEND} {self.spec.describe()}>"
+        )
 
     # -- the fake tree ----------------------------------------------------
     def _scheme(self, schemes: Schemes) -> None:
@@ -444,8 +476,7 @@ class FakeEnvironment:
             xy = "python{}.{}".format(*sys.version_info[:2])
             site_headers = str(self.prefix / "include" / "site" / xy)
             user_headers = str(self.userbase / "include" / "site" / xy)
-        system = {k: Path(v) for k, v in wheel_scheme(schemes.system,
-                                                      headers=site_headers).items()}
+        system = {k: Path(v) for k, v in wheel_scheme(schemes.system, headers=site_headers).items()}
         user = {k: Path(v) for k, v in wheel_scheme(schemes.user, headers=user_headers).items()}
         self._system = MappingProxyType(system)
         self._user = MappingProxyType(user)
@@ -495,8 +526,11 @@ class FakeEnvironment:
         self._factory.activate(self)
         args = tuple(self._arg(a) for a in args)
         kwargs = {k: self._arg(v) for k, v in kwargs.items()}
-        argv = (f"call {getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}",
-                *map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items()))
+        argv = (
+            f"call {getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}",
+            *map(repr, args),
+            *(f"{k}={v!r}" for k, v in kwargs.items()),
+        )
         snapshot = FakeSnapshot.take(self.fs, self.root)
         self._snapshot = snapshot
         out, err = io.StringIO(), io.StringIO()
@@ -515,8 +549,18 @@ class FakeEnvironment:
         seconds = time.perf_counter() - start
         changes = snapshot.update().with_roles(self.roles)
         outside = frozenset(p for p in changes.all if self.role_of(p) not in self.allowed_roles)
-        return FakeResult(argv, status, out.getvalue(), err.getvalue(), changes, outside, self,
-                          value=value, exception=exception, duration_s=seconds)
+        return FakeResult(
+            argv,
+            status,
+            out.getvalue(),
+            err.getvalue(),
+            changes,
+            outside,
+            self,
+            value=value,
+            exception=exception,
+            duration_s=seconds,
+        )
 
     def run(self, argv: object, **_kwargs: object) -> FakeResult:
         """Refused: a child process cannot see a pyfakefs filesystem."""
@@ -599,11 +643,19 @@ class FakeInstallPerm:
             fake_helpers.set_uid(uid)
             fake_helpers.set_gid(gid)
 
-    def system(self, *, python: object = None, locked: Iterable[str] | str = ("system",),
-               user_site: bool = True, externally_managed: bool | None = None,
-               home: str = "present", preinstalled: Iterable[str | os.PathLike[str]] = (),
-               lock_mode: str = "deny", backend: str | None = None,
-               layout: str | Layout = "posix") -> FakeEnvironment:
+    def system(
+        self,
+        *,
+        python: object = None,
+        locked: Iterable[str] | str = ("system",),
+        user_site: bool = True,
+        externally_managed: bool | None = None,
+        home: str = "present",
+        preinstalled: Iterable[str | os.PathLike[str]] = (),
+        lock_mode: str = "deny",
+        backend: str | None = None,
+        layout: str | Layout = "posix",
+    ) -> FakeEnvironment:
         """A fake system interpreter: ``installperm.system()``'s arguments, in-process.
 
         ``layout`` picks the scheme shapes: ``posix`` (default),
@@ -611,26 +663,47 @@ class FakeInstallPerm:
         """
         __tracebackhide__ = True
         _refuse_subprocess_only(python=python, lock_mode=lock_mode, backend=backend)
-        spec = LockSpec.make(locked, home=home, user_site=user_site,
-                             externally_managed=externally_managed)
-        return self._build(spec, layout, venv=False, system_site_packages=False,
-                           preinstalled=preinstalled)
+        spec = LockSpec.make(
+            locked, home=home, user_site=user_site, externally_managed=externally_managed
+        )
+        return self._build(
+            spec, layout, venv=False, system_site_packages=False, preinstalled=preinstalled
+        )
 
-    def venv(self, *, system_site_packages: bool = False, python: object = None,
-             locked: Iterable[str] | str = ("system",), user_site: bool = True,
-             home: str = "present", preinstalled: Iterable[str | os.PathLike[str]] = (),
-             lock_mode: str = "deny", backend: str | None = None,
-             layout: str | Layout = "posix") -> FakeEnvironment:
+    def venv(
+        self,
+        *,
+        system_site_packages: bool = False,
+        python: object = None,
+        locked: Iterable[str] | str = ("system",),
+        user_site: bool = True,
+        home: str = "present",
+        preinstalled: Iterable[str | os.PathLike[str]] = (),
+        lock_mode: str = "deny",
+        backend: str | None = None,
+        layout: str | Layout = "posix",
+    ) -> FakeEnvironment:
         """A fake venv on a fake system interpreter, like ``installperm.venv()``."""
         __tracebackhide__ = True
         _refuse_subprocess_only(python=python, lock_mode=lock_mode, backend=backend)
         spec = LockSpec.make(locked, home=home, user_site=user_site)
-        return self._build(spec, layout, venv=True, system_site_packages=system_site_packages,
-                           preinstalled=preinstalled)
+        return self._build(
+            spec,
+            layout,
+            venv=True,
+            system_site_packages=system_site_packages,
+            preinstalled=preinstalled,
+        )
 
-    def _build(self, spec: LockSpec, layout_name: str | Layout, *, venv: bool,
-               system_site_packages: bool,
-               preinstalled: Iterable[str | os.PathLike[str]]) -> FakeEnvironment:
+    def _build(
+        self,
+        spec: LockSpec,
+        layout_name: str | Layout,
+        *,
+        venv: bool,
+        system_site_packages: bool,
+        preinstalled: Iterable[str | os.PathLike[str]],
+    ) -> FakeEnvironment:
         lay = layout(layout_name)
         fs = self.fs
         externally_managed = _marker_text(spec.externally_managed, self._marker)
@@ -647,8 +720,15 @@ class FakeInstallPerm:
             home=str(home),
             layout=lay,
         )
-        env = FakeEnvironment(self, kind="venv" if venv else "system", root=root, spec=spec,
-                              layout=lay, state=state, venv=venv)
+        env = FakeEnvironment(
+            self,
+            kind="venv" if venv else "system",
+            root=root,
+            spec=spec,
+            layout=lay,
+            state=state,
+            venv=venv,
+        )
         self.activate(env)
         with self.as_root():
             _build_tree(fs, env, externally_managed, system_site_packages)
@@ -678,8 +758,9 @@ class FakeInstallPerm:
         env._scheme(schemes)
         self._active = env
 
-    def add_real_directory(self, source: str | os.PathLike[str],
-                           target: str | os.PathLike[str] | None = None) -> Path:
+    def add_real_directory(
+        self, source: str | os.PathLike[str], target: str | os.PathLike[str] | None = None
+    ) -> Path:
         """Map a real directory, readable and listable by the fake user.
 
         pyfakefs's default ``lazy_read=True`` leaves a mapped tree with the real
@@ -756,8 +837,10 @@ def _marker_text(externally_managed: bool | None, base: str | None) -> str | Non
     if externally_managed is None:
         return base
     if externally_managed:
-        return ("[externally-managed]\nError=This environment is externally managed "
-                "(written by pytest-installperm).\n")
+        return (
+            "[externally-managed]\nError=This environment is externally managed "
+            "(written by pytest-installperm).\n"
+        )
     return None
 
 
@@ -800,8 +883,9 @@ class _Tree:
         parent.add_entry(FakeFile(path.name, stat.S_IFREG | mode, contents, filesystem=self.fs))
 
 
-def _build_tree(fs: FakeFilesystem, env: FakeEnvironment, marker: str | None,
-                system_site_packages: bool) -> None:
+def _build_tree(
+    fs: FakeFilesystem, env: FakeEnvironment, marker: str | None, system_site_packages: bool
+) -> None:
     """Create the fake sandbox as root, then hand the granted roles to the user.
 
     Ownership mirrors the privdrop backend: everything is root's (0755), and
@@ -818,11 +902,14 @@ def _build_tree(fs: FakeFilesystem, env: FakeEnvironment, marker: str | None,
         tree.file(env.stdlib / "EXTERNALLY-MANAGED", marker)
     tree.file(env.python, mode=0o755)
     if env.venv:
-        tree.file(env.prefix / "pyvenv.cfg", (
-            f"home = {base / Path(env.layout.fill(env.layout.python)).parent}\n"
-            f"include-system-site-packages = {'true' if system_site_packages else 'false'}\n"
-            f"version = {'.'.join(map(str, sys.version_info[:3]))}\n"
-        ))
+        tree.file(
+            env.prefix / "pyvenv.cfg",
+            (
+                f"home = {base / Path(env.layout.fill(env.layout.python)).parent}\n"
+                f"include-system-site-packages = {'true' if system_site_packages else 'false'}\n"
+                f"version = {'.'.join(map(str, sys.version_info[:3]))}\n"
+            ),
+        )
     system = env.paths("system")
     for key in ("purelib", "platlib", "scripts", "headers"):
         tree.dir(system[key])
@@ -830,8 +917,9 @@ def _build_tree(fs: FakeFilesystem, env: FakeEnvironment, marker: str | None,
         tree.dir(env.home)
         if "user" in spec.locked:
             tree.dir(env.userbase)
-    denied = {str(roles[n]) for n in ("system", "system-scripts", "user", "home")
-              if n in spec.locked}
+    denied = {
+        str(roles[n]) for n in ("system", "system-scripts", "user", "home") if n in spec.locked
+    }
     for name in ("cache", "tmp", "work", "home", "system"):
         if name in env.allowed_roles and str(roles[name]) in tree.dirs:
             _chown_tree(tree.dirs[str(roles[name])], str(roles[name]), denied)
@@ -917,16 +1005,33 @@ def measure_overhead(repeat: int = 31) -> dict[str, float]:
         call_ms, call_cpu = medians(one_call)
     finally:
         factory.close()
-    return {"repeat": float(repeat), "plain_ms": plain_ms, "fakefs_ms": fakefs_ms,
-            "overhead_ms": fakefs_ms - plain_ms, "call_ms": call_ms,
-            "plain_cpu_ms": plain_cpu, "fakefs_cpu_ms": fakefs_cpu,
-            "overhead_cpu_ms": fakefs_cpu - plain_cpu, "call_cpu_ms": call_cpu}
+    return {
+        "repeat": float(repeat),
+        "plain_ms": plain_ms,
+        "fakefs_ms": fakefs_ms,
+        "overhead_ms": fakefs_ms - plain_ms,
+        "call_ms": call_ms,
+        "plain_cpu_ms": plain_cpu,
+        "fakefs_cpu_ms": fakefs_cpu,
+        "overhead_cpu_ms": fakefs_cpu - plain_cpu,
+        "call_cpu_ms": call_cpu,
+    }
 
 
 def _no_op() -> None:
     """What :func:`measure_overhead` calls: nothing, to time ``call()`` itself."""
 
 
-__all__ = ["BACKEND", "FAKE_GID", "FAKE_ROOT", "FAKE_UID", "SCHEME_KEYS", "FakeEnvironment",
-           "FakeInstallPerm", "FakeResult", "FakeSnapshot", "check_conflicts",
-           "measure_overhead"]
+__all__ = [
+    "BACKEND",
+    "FAKE_GID",
+    "FAKE_ROOT",
+    "FAKE_UID",
+    "SCHEME_KEYS",
+    "FakeEnvironment",
+    "FakeInstallPerm",
+    "FakeResult",
+    "FakeSnapshot",
+    "check_conflicts",
+    "measure_overhead",
+]

@@ -160,8 +160,10 @@ def _config_vars(answers: Answers, host: Host) -> dict[str, object]:
     or BINDIR embed the real prefix; they are rewritten too, so no answer
     points back at the host interpreter.
     """
-    swaps = sorted({(host.base_prefix, answers.base_prefix), (host.prefix, answers.prefix)},
-                   key=lambda pair: -len(pair[0]))
+    swaps = sorted(
+        {(host.base_prefix, answers.base_prefix), (host.prefix, answers.prefix)},
+        key=lambda pair: -len(pair[0]),
+    )
     fake: dict[str, object] = {}
     for key, value in host.config.items():
         if isinstance(value, str):
@@ -170,17 +172,19 @@ def _config_vars(answers: Answers, host: Host) -> dict[str, object]:
                     value = value.replace(old, new)
         fake[key] = value
     scripts = os.path.dirname(answers.executable)
-    fake.update({
-        "prefix": answers.prefix,
-        "exec_prefix": answers.prefix,
-        "base": answers.prefix,
-        "platbase": answers.prefix,
-        "installed_base": answers.base_prefix,
-        "installed_platbase": answers.base_prefix,
-        "projectbase": scripts,
-        "userbase": answers.userbase,
-        **{k: answers.layout.fill(v) for k, v in answers.layout.config.items()},
-    })
+    fake.update(
+        {
+            "prefix": answers.prefix,
+            "exec_prefix": answers.prefix,
+            "base": answers.prefix,
+            "platbase": answers.prefix,
+            "installed_base": answers.base_prefix,
+            "installed_platbase": answers.base_prefix,
+            "projectbase": scripts,
+            "userbase": answers.userbase,
+            **{k: answers.layout.fill(v) for k, v in answers.layout.config.items()},
+        }
+    )
     return fake
 
 
@@ -198,16 +202,14 @@ class Schemes:
 _ANSWERS_CACHE: dict[tuple[object, ...], tuple[dict[str, object], Schemes]] = {}
 
 
-def apply_answers(state: Answers, host: Host, mp: pytest.MonkeyPatch, *,
-                  venv: bool) -> Schemes:
+def apply_answers(state: Answers, host: Host, mp: pytest.MonkeyPatch, *, venv: bool) -> Schemes:
     """Make ``sys``, ``sysconfig`` and ``site`` answer with ``state``; return its schemes.
 
     Everything goes through ``mp``, so the caller's ``undo()`` restores it all,
     in reverse order, whatever happened in between.
     """
     lay = state.layout
-    key = (id(host), state.prefix, state.base_prefix, state.executable, state.userbase,
-           lay, venv)
+    key = (id(host), state.prefix, state.base_prefix, state.executable, state.userbase, lay, venv)
     cached = _ANSWERS_CACHE.get(key)
     config = dict(cached[0]) if cached else _config_vars(state, host)
     mp.setattr(sys, "prefix", state.prefix)
@@ -231,8 +233,10 @@ def apply_answers(state: Answers, host: Host, mp: pytest.MonkeyPatch, *,
         schemes = cached[1]
     else:
         fresh = dict(config)
-        schemes = Schemes(sysconfig.get_paths("venv" if venv else lay.prefix_scheme),
-                          sysconfig.get_paths(lay.user_scheme))
+        schemes = Schemes(
+            sysconfig.get_paths("venv" if venv else lay.prefix_scheme),
+            sysconfig.get_paths(lay.user_scheme),
+        )
         _ANSWERS_CACHE[key] = (fresh, schemes)
     mp.setattr(site, "USER_SITE", schemes.user["purelib"])
     return schemes
@@ -240,9 +244,17 @@ def apply_answers(state: Answers, host: Host, mp: pytest.MonkeyPatch, *,
 
 def wheel_scheme(paths: Mapping[str, str], *, headers: str | None = None) -> dict[str, str]:
     """A ``sysconfig`` scheme as the five wheel scheme keys (headers = include)."""
-    return {k: (headers or paths["include"]) if k == "headers" else paths[k]
-            for k in SCHEME_KEYS}
+    return {k: (headers or paths["include"]) if k == "headers" else paths[k] for k in SCHEME_KEYS}
 
 
-__all__ = ["LAYOUTS", "SCHEME_KEYS", "Answers", "Host", "Layout", "Schemes", "apply_answers",
-           "layout", "wheel_scheme"]
+__all__ = [
+    "LAYOUTS",
+    "SCHEME_KEYS",
+    "Answers",
+    "Host",
+    "Layout",
+    "Schemes",
+    "apply_answers",
+    "layout",
+    "wheel_scheme",
+]

@@ -108,9 +108,11 @@ def pip_flags(request: Request, ctx: Context) -> tuple[list[Arg], dict[str, str 
 def _shared_flags(request: Request, ctx: Context) -> list[Arg]:
     """The options pip and uv spell alike: directories, PEP 668 override, upgrade."""
     flags: list[Arg] = []
-    for wanted, option, path in ((request.prefix, "--prefix", ctx.prefix),
-                                 (request.target, "--target", ctx.target),
-                                 (request.root, "--root", ctx.root)):
+    for wanted, option, path in (
+        (request.prefix, "--prefix", ctx.prefix),
+        (request.target, "--target", ctx.target),
+        (request.root, "--root", ctx.root),
+    ):
         if wanted:
             flags += [option, path]
     if request.break_system_packages:
@@ -124,19 +126,21 @@ class Pip(Installer):
     """``python -m pip install``: the reference the oracle describes."""
 
     name = "pip"
-    messages = MappingProxyType({
-        "fallback": r"Defaulting to user installation because normal site-packages is not "
-                    r"writeable",
-        "externally-managed": r"error: externally-managed-environment",
-        "user-with-target": r"Can not combine '--user' and '--target'",
-        "user-with-prefix": r"Can not combine '--user' and '--prefix'",
-        "user-in-venv": r"User site-packages are not visible in this virtualenv",
-        "user-site-disabled": r"User site-packages are disabled for this Python",
-        "oserror-consider-user": r"OSError: \[Errno 13\][^\n]*\nConsider using the `--user` "
-                                 r"option or check the permissions",
-        "oserror-check-permissions": r"OSError: \[Errno 13\][^\n]*\nCheck the permissions",
-        "oserror-no-hint": r"OSError: \[Errno 30\][^\n]*\n(?![\s\S]*heck the permissions)",
-    })
+    messages = MappingProxyType(
+        {
+            "fallback": r"Defaulting to user installation because normal site-packages is not "
+            r"writeable",
+            "externally-managed": r"error: externally-managed-environment",
+            "user-with-target": r"Can not combine '--user' and '--target'",
+            "user-with-prefix": r"Can not combine '--user' and '--prefix'",
+            "user-in-venv": r"User site-packages are not visible in this virtualenv",
+            "user-site-disabled": r"User site-packages are disabled for this Python",
+            "oserror-consider-user": r"OSError: \[Errno 13\][^\n]*\nConsider using the `--user` "
+            r"option or check the permissions",
+            "oserror-check-permissions": r"OSError: \[Errno 13\][^\n]*\nCheck the permissions",
+            "oserror-no-hint": r"OSError: \[Errno 30\][^\n]*\n(?![\s\S]*heck the permissions)",
+        }
+    )
 
     def missing(self, tools: Path) -> str | None:
         if importlib.util.find_spec("pip") is None:
@@ -150,9 +154,11 @@ class Pip(Installer):
 
 #: uv's documented stance: https://docs.astral.sh/uv/pip/compatibility/ and the
 #: maintainers' answers in astral-sh/uv#2059 and astral-sh/uv#17102.
-UV_NO_USER = ("uv has no user scheme: pip's `--user` is unsupported (use a virtual "
-              "environment instead), so it never falls back to the user site "
-              "(astral-sh/uv#2059, astral-sh/uv#17102)")
+UV_NO_USER = (
+    "uv has no user scheme: pip's `--user` is unsupported (use a virtual "
+    "environment instead), so it never falls back to the user site "
+    "(astral-sh/uv#2059, astral-sh/uv#17102)"
+)
 
 
 class Uv(Installer):
@@ -163,8 +169,10 @@ class Uv(Installer):
 
     def missing(self, tools: Path) -> str | None:
         if not (tools / "uv").exists():
-            return ("installer 'uv': program 'uv' was not found on PATH or next to this "
-                    "interpreter when the session started")
+            return (
+                "installer 'uv': program 'uv' was not found on PATH or next to this "
+                "interpreter when the session started"
+            )
         return None
 
     def command(self, request: Request, ctx: Context) -> Command | Unsupported:
@@ -181,10 +189,14 @@ class Uv(Installer):
         return ("error", UV_NO_USER) if pip.message == "fallback" else None
 
 
-INSTALLER_NO_USER = ("installer's CLI has no user scheme: it installs into the "
-                     "interpreter's own scheme and never falls back to the user site")
-INSTALLER_NO_PEP668 = ("installer is a low-level tool and does not implement PEP 668; the "
-                       "EXTERNALLY-MANAGED marker is for frontends such as pip")
+INSTALLER_NO_USER = (
+    "installer's CLI has no user scheme: it installs into the "
+    "interpreter's own scheme and never falls back to the user site"
+)
+INSTALLER_NO_PEP668 = (
+    "installer is a low-level tool and does not implement PEP 668; the "
+    "EXTERNALLY-MANAGED marker is for frontends such as pip"
+)
 
 
 class InstallerCli(Installer):
@@ -204,14 +216,17 @@ class InstallerCli(Installer):
 
     def command(self, request: Request, ctx: Context) -> Command | Unsupported:
         if request.user is True:
-            return Unsupported(f"installer cannot express {request.describe()}: "
-                               f"{INSTALLER_NO_USER}")
+            return Unsupported(
+                f"installer cannot express {request.describe()}: {INSTALLER_NO_USER}"
+            )
         if request.target:
-            return Unsupported("installer cannot express --target: its CLI has --prefix and "
-                               "--destdir only")
+            return Unsupported(
+                "installer cannot express --target: its CLI has --prefix and --destdir only"
+            )
         if request.upgrade:
-            return Unsupported("installer cannot express --upgrade: its CLI never removes an "
-                               "installed version")
+            return Unsupported(
+                "installer cannot express --upgrade: its CLI never removes an installed version"
+            )
         argv: list[Arg] = [ctx.python, "-m", "installer"]
         if request.prefix:
             argv += ["--prefix", ctx.prefix]
@@ -226,8 +241,9 @@ class InstallerCli(Installer):
         """No PEP 668 check, then no fallback: what pip would do without those."""
         mine, reasons = pip, []
         if mine.message == "externally-managed":
-            unmarked = replace(scenario, environment=replace(scenario.environment,
-                                                             externally_managed=False))
+            unmarked = replace(
+                scenario, environment=replace(scenario.environment, externally_managed=False)
+            )
             mine = oracle.decide(unmarked)
             reasons.append(INSTALLER_NO_PEP668)
         if mine.message == "fallback":
@@ -259,11 +275,17 @@ class Template(Installer):
     def command(self, request: Request, ctx: Context) -> Command | Unsupported:
         flags, env = pip_flags(request, ctx)
         if (flags or env) and "{flags}" not in self.tokens:
-            return Unsupported(f"template {self.name!r} has no {{flags}} placeholder, so it "
-                               f"cannot express {request.describe()}")
+            return Unsupported(
+                f"template {self.name!r} has no {{flags}} placeholder, so it "
+                f"cannot express {request.describe()}"
+            )
         values: dict[str, str] = {
-            "python": str(ctx.python), "wheel": str(ctx.wheel), "prefix": str(ctx.prefix),
-            "target": str(ctx.target), "root": str(ctx.root), "home": str(ctx.home),
+            "python": str(ctx.python),
+            "wheel": str(ctx.wheel),
+            "prefix": str(ctx.prefix),
+            "target": str(ctx.target),
+            "root": str(ctx.root),
+            "home": str(ctx.home),
         }
         argv: list[Arg] = []
         for token in self.tokens:
@@ -287,16 +309,21 @@ def parse(spec: str) -> Installer:
         if name not in _PRESET_TYPES:
             raise pytest.UsageError(
                 f"--installperm-installer={spec!r}: unknown preset {name!r}; presets are "
-                f"{', '.join(PRESETS)}, or give NAME=TEMPLATE")
+                f"{', '.join(PRESETS)}, or give NAME=TEMPLATE"
+            )
         return _PRESET_TYPES[name]()
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        raise pytest.UsageError(f"--installperm-installer={spec!r}: the name {name!r} must be "
-                                "letters, digits, '.', '_' or '-'")
+        raise pytest.UsageError(
+            f"--installperm-installer={spec!r}: the name {name!r} must be "
+            "letters, digits, '.', '_' or '-'"
+        )
     try:
         tokens = shlex.split(template)
     except ValueError as exc:
-        raise pytest.UsageError(f"--installperm-installer={spec!r}: template cannot be split "
-                                f"like a shell command: {exc}") from exc
+        raise pytest.UsageError(
+            f"--installperm-installer={spec!r}: template cannot be split "
+            f"like a shell command: {exc}"
+        ) from exc
     if not tokens:
         raise pytest.UsageError(f"--installperm-installer={spec!r}: the template is empty")
     for token in tokens:
@@ -304,14 +331,18 @@ def parse(spec: str) -> Installer:
             if found not in PLACEHOLDERS:
                 raise pytest.UsageError(
                     f"--installperm-installer={spec!r}: unknown placeholder {{{found}}}; "
-                    f"placeholders are {', '.join('{' + p + '}' for p in PLACEHOLDERS)}")
+                    f"placeholders are {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
+                )
         if "{flags}" in token and token != "{flags}":
-            raise pytest.UsageError(f"--installperm-installer={spec!r}: {{flags}} must be a "
-                                    f"whole argument, got {token!r}")
+            raise pytest.UsageError(
+                f"--installperm-installer={spec!r}: {{flags}} must be a "
+                f"whole argument, got {token!r}"
+            )
     if "{wheel}" not in tokens:
         raise pytest.UsageError(
             f"--installperm-installer={spec!r}: the template has no {{wheel}} placeholder "
-            "as a whole argument; the installer would not know what to install")
+            "as a whole argument; the installer would not know what to install"
+        )
     return Template(name, template)
 
 
@@ -321,7 +352,9 @@ def parse_all(specs: Sequence[str]) -> list[Installer]:
     for spec in specs or ["pip"]:
         installer = parse(spec)
         if any(i.name == installer.name for i in found):
-            raise pytest.UsageError(f"--installperm-installer: {installer.name!r} is given "
-                                    "twice; each installer needs a unique name")
+            raise pytest.UsageError(
+                f"--installperm-installer: {installer.name!r} is given "
+                "twice; each installer needs a unique name"
+            )
         found.append(installer)
     return found

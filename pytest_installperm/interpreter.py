@@ -204,8 +204,9 @@ def _link_or_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> N
 def _mirror_tree(src: Path, dst: Path) -> None:
     """Hard-link (or copy across devices) ``src`` into ``dst``; keep symlinks."""
     # Static libraries (config-X.Y/libpythonX.Y.a, ~44 MB) serve only C builds.
-    shutil.copytree(src, dst, symlinks=True, copy_function=_link_or_copy,
-                    ignore=shutil.ignore_patterns("*.a"))
+    shutil.copytree(
+        src, dst, symlinks=True, copy_function=_link_or_copy, ignore=shutil.ignore_patterns("*.a")
+    )
 
 
 @dataclass(frozen=True)

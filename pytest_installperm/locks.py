@@ -110,8 +110,9 @@ def role_of(roles: Mapping[str, Path], path: Path) -> str | None:
     return best[1] if best else None
 
 
-def scheme_of(role: str, *, system: Mapping[str, Path],
-              user: Mapping[str, Path]) -> Mapping[str, Path]:
+def scheme_of(
+    role: str, *, system: Mapping[str, Path], user: Mapping[str, Path]
+) -> Mapping[str, Path]:
     """The scheme paths of ``role``: only ``system`` and ``user`` have them."""
     if role == "system":
         return system

@@ -84,7 +84,8 @@ def parse_declarations(lines: Iterable[str]) -> dict[tuple[str, str], str]:
         match = re.fullmatch(r"\s*(\S+)\s+(\S+)\s*:\s*(\S.*)", line)
         if match is None:
             raise pytest.UsageError(
-                f"installperm_divergences: line {line!r} must read 'INSTALLER SCENARIO: reason'")
+                f"installperm_divergences: line {line!r} must read 'INSTALLER SCENARIO: reason'"
+            )
         found[(match[1], match[2])] = match[3].strip()
     return found
 
@@ -101,13 +102,21 @@ def load_settings(config: pytest.Config) -> Settings:
     names = {s.name for s in scenarios}
     for installer, scenario in declared:
         if scenario not in names:
-            raise pytest.UsageError(f"installperm_divergences: unknown scenario {scenario!r} "
-                                    f"(for installer {installer!r})")
+            raise pytest.UsageError(
+                f"installperm_divergences: unknown scenario {scenario!r} "
+                f"(for installer {installer!r})"
+            )
     only = config.args_source != pytest.Config.ArgsSource.ARGS
     report = _option(config, "installperm_report")
     markdown = _option(config, "installperm_markdown")
-    return Settings(installers, scenarios, declared, only,
-                    Path(report) if report else None, Path(markdown) if markdown else None)
+    return Settings(
+        installers,
+        scenarios,
+        declared,
+        only,
+        Path(report) if report else None,
+        Path(markdown) if markdown else None,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -130,8 +139,9 @@ class Expectation:
     check_message: bool
 
 
-def expectation(scenario: Scenario, installer: Installer,
-                declared: Mapping[tuple[str, str], str]) -> Expectation:
+def expectation(
+    scenario: Scenario, installer: Installer, declared: Mapping[tuple[str, str], str]
+) -> Expectation:
     """The expected outcome: the scenario's own for this installer, else pip's."""
     decided = oracle.decide(scenario)
     pip_outcome = scenario.outcome or decided.outcome
@@ -165,8 +175,9 @@ class Placement:
         return sorted(self.expected[scheme] - self.landed.get(scheme, frozenset()))
 
 
-def classify(returncode: int, written: frozenset[Path],
-             destinations: Mapping[str, Iterable[Path]]) -> Placement:
+def classify(
+    returncode: int, written: frozenset[Path], destinations: Mapping[str, Iterable[Path]]
+) -> Placement:
     """The outcome: "error" for a non-zero exit, else the scheme that got the wheel.
 
     ``written`` are the paths the run created or modified. A scheme "got" a
@@ -195,18 +206,28 @@ class Verdict:
         return "failed" if self.undeclared else "xfailed" if self.declared else "passed"
 
 
-def judge(exp: Expectation, placement: Placement, *, output: str, returncode: int,
-          residue: Sequence[str], outside: Sequence[str], messages: Mapping[str, str],
-          timed_out: bool = False) -> Verdict:
+def judge(
+    exp: Expectation,
+    placement: Placement,
+    *,
+    output: str,
+    returncode: int,
+    residue: Sequence[str],
+    outside: Sequence[str],
+    messages: Mapping[str, str],
+    timed_out: bool = False,
+) -> Verdict:
     """Compare one run with its expectation and check the three invariants.
 
     A run that timed out (or was killed) has no outcome to judge: that alone fails.
     """
     verdict = Verdict()
     if timed_out or returncode < 0:
-        verdict.undeclared.append(f"the run did not finish (exit status {returncode}, "
-                                  f"{'timed out' if timed_out else 'killed by a signal'}): "
-                                  "no outcome to judge")
+        verdict.undeclared.append(
+            f"the run did not finish (exit status {returncode}, "
+            f"{'timed out' if timed_out else 'killed by a signal'}): "
+            "no outcome to judge"
+        )
         return verdict
     actual = placement.outcome
     if actual != exp.outcome:
@@ -215,23 +236,33 @@ def judge(exp: Expectation, placement: Placement, *, output: str, returncode: in
         if allowed and exp.declared is not None:
             verdict.declared.append(f"{text}: declared divergence: {exp.declared[1]}")
         else:
-            verdict.undeclared.append(f"{text} (a divergence from pip's rules that nothing "
-                                      "declares)" if exp.outcome == exp.pip_outcome else text)
+            verdict.undeclared.append(
+                f"{text} (a divergence from pip's rules that nothing declares)"
+                if exp.outcome == exp.pip_outcome
+                else text
+            )
     elif exp.declared is not None:
         verdict.undeclared.append(
             f"declared divergence did not happen (outcome {actual!r} is the expected one): "
-            f"remove the declaration {exp.declared[1]!r}")
+            f"remove the declaration {exp.declared[1]!r}"
+        )
     if exp.check_message and actual == exp.outcome:
         pattern = messages[exp.pip_message]
         if not re.search(pattern, output):
-            verdict.undeclared.append(f"pip's message {exp.pip_message!r} is missing from the "
-                                      f"output (looked for /{pattern}/)")
+            verdict.undeclared.append(
+                f"pip's message {exp.pip_message!r} is missing from the "
+                f"output (looked for /{pattern}/)"
+            )
     problems = {
-        "outside": (f"wrote outside the allowed roles: {', '.join(outside[:10])}"
-                    if outside else None),
-        "residue": (f"failed and left residue: {', '.join(residue[:10])}"
-                    + (f" (+{len(residue) - 10} more)" if len(residue) > 10 else "")
-                    if returncode != 0 and residue else None),
+        "outside": (
+            f"wrote outside the allowed roles: {', '.join(outside[:10])}" if outside else None
+        ),
+        "residue": (
+            f"failed and left residue: {', '.join(residue[:10])}"
+            + (f" (+{len(residue) - 10} more)" if len(residue) > 10 else "")
+            if returncode != 0 and residue
+            else None
+        ),
         "one-scheme": _one_scheme(placement) if returncode == 0 else None,
     }
     for name, problem in problems.items():
@@ -243,8 +274,10 @@ def judge(exp: Expectation, placement: Placement, *, output: str, returncode: in
             else:
                 verdict.undeclared.append(f"invariant {name} broken: {problem}")
         elif reason is not None:
-            verdict.undeclared.append(f"invariant {name} was declared broken ({reason!r}) but "
-                                      "holds: remove the declaration")
+            verdict.undeclared.append(
+                f"invariant {name} was declared broken ({reason!r}) but "
+                "holds: remove the declaration"
+            )
     return verdict
 
 
@@ -256,8 +289,10 @@ def _one_scheme(placement: Placement) -> str | None:
         return f"the wheel is spread over several schemes: {spread}"
     missing = placement.missing(placement.outcome)
     if missing:
-        return (f"the wheel is incomplete in {placement.outcome}: missing "
-                f"{', '.join(str(p) for p in missing[:5])}")
+        return (
+            f"the wheel is incomplete in {placement.outcome}: missing "
+            f"{', '.join(str(p) for p in missing[:5])}"
+        )
     return None
 
 
@@ -288,8 +323,7 @@ class Runner:
             if self._wheel_dir is None:
                 self._wheel_dir = get_session(self.config).root.new_dir("matrix-wheels-")
             scripts = {name: f"{name}:main"} if console_scripts else None
-            self._wheels[key] = build_wheel(self._wheel_dir, name, version,
-                                            console_scripts=scripts)
+            self._wheels[key] = build_wheel(self._wheel_dir, name, version, console_scripts=scripts)
         return self._wheels[key]
 
     def layout(self, wheel: Path) -> WheelLayout:
@@ -313,11 +347,17 @@ class Runner:
 
     def build(self, factory: InstallPerm, scenario: Scenario) -> Environment:
         spec = scenario.environment
-        preinstalled = [self.wheel(name, version, scenario.wheel.console_scripts)
-                        for name, version in scenario.preinstalled()]
-        common: dict[str, Any] = {"locked": spec.locked, "user_site": spec.user_site,
-                                  "home": spec.home, "preinstalled": preinstalled,
-                                  "lock_mode": spec.lock_mode}
+        preinstalled = [
+            self.wheel(name, version, scenario.wheel.console_scripts)
+            for name, version in scenario.preinstalled()
+        ]
+        common: dict[str, Any] = {
+            "locked": spec.locked,
+            "user_site": spec.user_site,
+            "home": spec.home,
+            "preinstalled": preinstalled,
+            "lock_mode": spec.lock_mode,
+        }
         if spec.kind == "venv":
             return factory.venv(system_site_packages=spec.system_site_packages, **common)
         return factory.system(externally_managed=spec.externally_managed, **common)
@@ -328,29 +368,50 @@ def _context(env: Environment | None, wheel: Path, installer_lib: Path | None) -
         here = Path("/")
         return Context(here, wheel, here, here, here, here, "system", installer_lib)
     work = env.sandbox.work
-    return Context(env.python, wheel, work / "prefix", work / "target", work / "root", env.home,
-                   env.kind, installer_lib)
+    return Context(
+        env.python,
+        wheel,
+        work / "prefix",
+        work / "target",
+        work / "root",
+        env.home,
+        env.kind,
+        installer_lib,
+    )
 
 
 def _prefix_scheme(env: Environment, prefix: Path) -> dict[str, Path]:
     """The scheme ``--prefix`` means for this interpreter (sysconfig's posix_prefix)."""
-    code = (f"import json, sysconfig; p = {str(prefix)!r}; v = {{'base': p, 'platbase': p, "
-            "'installed_base': p, 'installed_platbase': p}; "
-            "print(json.dumps(sysconfig.get_paths('posix_prefix', vars=v)))")
-    out = subprocess.run([str(env.python), "-I", "-c", code], capture_output=True, text=True,
-                         env=env.child_env(), check=True, timeout=60)
+    code = (
+        f"import json, sysconfig; p = {str(prefix)!r}; v = {{'base': p, 'platbase': p, "
+        "'installed_base': p, 'installed_platbase': p}; "
+        "print(json.dumps(sysconfig.get_paths('posix_prefix', vars=v)))"
+    )
+    out = subprocess.run(
+        [str(env.python), "-I", "-c", code],
+        capture_output=True,
+        text=True,
+        env=env.child_env(),
+        check=True,
+        timeout=60,
+    )
     paths = json.loads(out.stdout)
-    return {"purelib": Path(paths["purelib"]), "platlib": Path(paths["platlib"]),
-            "scripts": Path(paths["scripts"]), "data": Path(paths["data"]),
-            "headers": Path(paths["include"])}
+    return {
+        "purelib": Path(paths["purelib"]),
+        "platlib": Path(paths["platlib"]),
+        "scripts": Path(paths["scripts"]),
+        "data": Path(paths["data"]),
+        "headers": Path(paths["include"]),
+    }
 
 
 def _reroot(scheme: Mapping[str, Path], root: Path) -> dict[str, Path]:
     return {k: root / Path(v).relative_to(Path(v).anchor) for k, v in scheme.items()}
 
 
-def candidate_schemes(env: Environment, scenario: Scenario,
-                      ctx: Context) -> dict[str, dict[str, Path]]:
+def candidate_schemes(
+    env: Environment, scenario: Scenario, ctx: Context
+) -> dict[str, dict[str, Path]]:
     """Scheme name -> scheme paths, for every place this request could land."""
     request = scenario.request
     system, user = dict(env.paths("system")), dict(env.paths("user"))
@@ -361,8 +422,13 @@ def candidate_schemes(env: Environment, scenario: Scenario,
         schemes["prefix"] = _prefix_scheme(env, ctx.prefix)
     if request.target:
         t = ctx.target
-        schemes["target"] = {"purelib": t, "platlib": t, "scripts": t / "bin", "data": t,
-                             "headers": t / "include"}
+        schemes["target"] = {
+            "purelib": t,
+            "platlib": t,
+            "scripts": t / "bin",
+            "data": t,
+            "headers": t / "include",
+        }
     return schemes
 
 
@@ -387,8 +453,9 @@ def residue_of(result: RunResult) -> list[str]:
 class ScenarioItem(pytest.Item):
     """One scenario run by one installer."""
 
-    def __init__(self, *, scenario: Scenario, installer: Installer, runner: Runner,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *, scenario: Scenario, installer: Installer, runner: Runner, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.scenario = scenario
         self.installer = installer
@@ -412,8 +479,9 @@ class ScenarioItem(pytest.Item):
         missing = installer.missing(session.tools())
         if missing is not None:
             self._skip(missing)
-        wheel = self.runner.wheel(scenario.wheel.name, scenario.wheel.version,
-                                  scenario.wheel.console_scripts)
+        wheel = self.runner.wheel(
+            scenario.wheel.name, scenario.wheel.version, scenario.wheel.console_scripts
+        )
         probe = installer.command(scenario.request, _context(None, wheel, None))
         if isinstance(probe, Unsupported):
             self._skip(probe.reason)
@@ -438,41 +506,60 @@ class ScenarioItem(pytest.Item):
         exp = expectation(scenario, installer, self.runner.settings.declared)
         layout = self.runner.layout(wheel)
         schemes = candidate_schemes(env, scenario, ctx)
-        destinations = {name: layout.destinations(scheme).keys()
-                        for name, scheme in schemes.items()}
-        written = frozenset(p for p in result.changes.created | result.changes.modified
-                            if os.path.lexists(p))
+        destinations = {
+            name: layout.destinations(scheme).keys() for name, scheme in schemes.items()
+        }
+        written = frozenset(
+            p for p in result.changes.created | result.changes.modified if os.path.lexists(p)
+        )
         placement = classify(result.returncode, written, destinations)
         residue = residue_of(result) if result.returncode != 0 else []
         outside = _relative(env, result.outside)
-        verdict = judge(exp, placement, output=result.output, returncode=result.returncode,
-                        residue=residue, outside=outside, messages=installer.messages,
-                        timed_out=result.timed_out)
+        verdict = judge(
+            exp,
+            placement,
+            output=result.output,
+            returncode=result.returncode,
+            residue=residue,
+            outside=outside,
+            messages=installer.messages,
+            timed_out=result.timed_out,
+        )
         says = last_words(result)
-        self._row(outcome=placement.outcome, expected=exp.outcome,
-                  agrees=placement.outcome == exp.outcome, returncode=result.returncode,
-                  residue=residue, outside=outside, verdict=verdict.status,
-                  broken=sorted(verdict.broken),
-                  declared=exp.declared[1] if exp.declared else None, says=says)
+        self._row(
+            outcome=placement.outcome,
+            expected=exp.outcome,
+            agrees=placement.outcome == exp.outcome,
+            returncode=result.returncode,
+            residue=residue,
+            outside=outside,
+            verdict=verdict.status,
+            broken=sorted(verdict.broken),
+            declared=exp.declared[1] if exp.declared else None,
+            says=says,
+        )
         if verdict.undeclared:
             verdict_text = _placement_verdict(result, wheel, placement, schemes)
             self.detail = _explain(self, exp, placement, result, verdict_text)
             lines = verdict.undeclared + [f"(declared) {d}" for d in verdict.declared]
             raise MatrixFailure("\n".join(f"- {line}" for line in lines))
         if verdict.declared:
-            pytest.xfail("; ".join(verdict.declared) + (f" [{installer.name} said: {says}]"
-                                                         if says else ""))
+            pytest.xfail(
+                "; ".join(verdict.declared) + (f" [{installer.name} said: {says}]" if says else "")
+            )
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
-                     style: Any = None) -> str:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, MatrixFailure):
-            return f"{self.scenario.name} with {self.installer.describe()}:\n" \
-                   f"{excinfo.value}\n\n{self.detail}"
+            return (
+                f"{self.scenario.name} with {self.installer.describe()}:\n"
+                f"{excinfo.value}\n\n{self.detail}"
+            )
         return str(super().repr_failure(excinfo, style=style))
 
 
-def _placement_verdict(result: RunResult, wheel: Path, placement: Placement,
-                       schemes: Mapping[str, Mapping[str, Path]]) -> str:
+def _placement_verdict(
+    result: RunResult, wheel: Path, placement: Placement, schemes: Mapping[str, Mapping[str, Path]]
+) -> str:
     """The placement module's own table for what this run did, for a failure.
 
     A failed run gets ``assert_no_residue``; a successful one
@@ -492,8 +579,9 @@ def _placement_verdict(result: RunResult, wheel: Path, placement: Placement,
     return ""
 
 
-def _explain(item: ScenarioItem, exp: Expectation, placement: Placement, result: RunResult,
-             verdict_text: str) -> str:
+def _explain(
+    item: ScenarioItem, exp: Expectation, placement: Placement, result: RunResult, verdict_text: str
+) -> str:
     """The scenario, what was expected, then the placement verdict's table (which
     shows the command and its output) or, when that verdict passes, the command,
     its output and the changes."""
@@ -508,13 +596,15 @@ def _explain(item: ScenarioItem, exp: Expectation, placement: Placement, result:
         f"got {placement.outcome!r}",
     ]
     for name, paths in sorted(placement.landed.items()):
-        lines.append(f"  wheel files written to {name}: {len(paths)} of "
-                     f"{len(placement.expected[name])}")
+        lines.append(
+            f"  wheel files written to {name}: {len(paths)} of {len(placement.expected[name])}"
+        )
     if verdict_text:
         return "\n".join([*lines, "", "placement verdict:", verdict_text])
     lines.append(result.describe())
-    changes = [line for line in result.changes.lines()
-               if env.role_of(Path(line[2:])) not in SCRATCH_ROLES]
+    changes = [
+        line for line in result.changes.lines() if env.role_of(Path(line[2:])) not in SCRATCH_ROLES
+    ]
     if changes:
         lines.append("  changes (cache and tmp left out):")
         lines += [f"    {line.replace(str(env.root) + os.sep, '')}" for line in changes[:40]]
@@ -535,8 +625,13 @@ class Matrix(pytest.Collector):
         for scenario in plugin.settings.scenarios:
             for installer in plugin.settings.installers:
                 yield ScenarioItem.from_parent(
-                    self, name=f"{scenario.name}[{installer.name}]", scenario=scenario,
-                    installer=installer, runner=runner, path=scenario.path)
+                    self,
+                    name=f"{scenario.name}[{installer.name}]",
+                    scenario=scenario,
+                    installer=installer,
+                    runner=runner,
+                    path=scenario.path,
+                )
 
 
 PLUGIN_NAME = "installperm-matrix"
@@ -555,14 +650,16 @@ class MatrixPlugin:
         return True if self.settings.only_matrix else None
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config,
-                                      items: list[pytest.Item]) -> None:
+    def pytest_collection_modifyitems(
+        self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
         matrix = Matrix.from_parent(session, name="installperm", nodeid="installperm")
         found = list(matrix.collect())
         # Report the collection as pytest's own collection would, so the
         # "collected N items" line and collection plugins see the matrix.
         session.ihook.pytest_collectreport(
-            report=pytest.CollectReport(matrix.nodeid, "passed", None, list(found)))
+            report=pytest.CollectReport(matrix.nodeid, "passed", None, list(found))
+        )
         for item in found:
             item.ihook.pytest_itemcollected(item=item)
         items.extend(found)
@@ -583,8 +680,9 @@ class MatrixPlugin:
 
         names = [i.name for i in self.settings.installers]
         terminalreporter.write_sep("=", "installperm matrix")
-        for line in report.terminal(self.sorted_rows(), [s.name for s in self.settings.scenarios],
-                                    names):
+        for line in report.terminal(
+            self.sorted_rows(), [s.name for s in self.settings.scenarios], names
+        ):
             terminalreporter.write_line(line)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -597,8 +695,10 @@ class MatrixPlugin:
             report.write(self.settings.report, report.to_json(rows))
         if self.settings.markdown is not None:
             names = [i.name for i in self.settings.installers]
-            report.write(self.settings.markdown, report.to_markdown(
-                rows, [s.name for s in self.settings.scenarios], names))
+            report.write(
+                self.settings.markdown,
+                report.to_markdown(rows, [s.name for s in self.settings.scenarios], names),
+            )
 
     def sorted_rows(self) -> list[dict[str, Any]]:
         return [self.rows[k] for k in sorted(self.rows)]

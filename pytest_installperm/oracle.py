@@ -72,7 +72,8 @@ def _destination_fails(scenario: Scenario, destination: str) -> tuple[bool, bool
         return locked or env.home == "missing", readonly and locked
     if destination == "system" and not scenario.request.root:
         locked = "system" in env.locked or (
-            "system-scripts" in env.locked and scenario.wheel.console_scripts)
+            "system-scripts" in env.locked and scenario.wheel.console_scripts
+        )
         return locked, readonly and locked
     return False, False  # prefix, target and root directories are always writable
 
@@ -84,8 +85,11 @@ def decide(scenario: Scenario) -> Expected:
         return Expected("error", "user-with-target", "--user with --target is refused")
     exempt = request.prefix or request.target or request.root or request.break_system_packages
     if env.kind == "system" and env.externally_managed and not exempt:
-        return Expected("error", "externally-managed",
-                        "PEP 668 marker and no --prefix/--target/--root/--break-system-packages")
+        return Expected(
+            "error",
+            "externally-managed",
+            "PEP 668 marker and no --prefix/--target/--root/--break-system-packages",
+        )
     if request.user is True and request.prefix:
         return Expected("error", "user-with-prefix", "--user with --prefix is refused")
     message = "none"
@@ -93,8 +97,9 @@ def decide(scenario: Scenario) -> Expected:
         user, why = False, "--no-user"
     elif request.user is True:
         if env.kind == "venv" and not env.system_site_packages:
-            return Expected("error", "user-in-venv",
-                            "--user in a venv without system site packages")
+            return Expected(
+                "error", "user-in-venv", "--user in a venv without system site packages"
+            )
         if not user_site_enabled(scenario):
             return Expected("error", "user-site-disabled", "--user with the user site disabled")
         user, why = True, "--user"
@@ -106,10 +111,14 @@ def decide(scenario: Scenario) -> Expected:
         user, why = False, "system site writable"
     else:
         user, why, message = True, "system site not writable: fallback to user", "fallback"
-    destination = ("target" if request.target else "prefix" if request.prefix
-                   else "user" if user else "system")
+    destination = (
+        "target" if request.target else "prefix" if request.prefix else "user" if user else "system"
+    )
     fails, erofs = _destination_fails(scenario, destination)
     if fails:
-        return Expected("error", _oserror(scenario, user=user, erofs=erofs),
-                        f"{why}; then {destination} is not writable")
+        return Expected(
+            "error",
+            _oserror(scenario, user=user, erofs=erofs),
+            f"{why}; then {destination} is not writable",
+        )
     return Expected(destination, message, why)

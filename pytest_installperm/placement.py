@@ -184,8 +184,13 @@ def target_scheme(target: str | os.PathLike[str]) -> Scheme:
     ``include/<project>`` with uv; both are accepted.
     """
     top = Path(os.path.abspath(target))
-    paths = {"purelib": top, "platlib": top, "scripts": top / "bin", "data": top,
-             "headers": top / "include" / "python"}
+    paths = {
+        "purelib": top,
+        "platlib": top,
+        "scripts": top / "bin",
+        "data": top,
+        "headers": top / "include" / "python",
+    }
     return Scheme(f"target {top}", paths, (top / "include" / "python", top / "include"))
 
 
@@ -208,8 +213,10 @@ def resolve_scheme(env: EnvironmentLike, scheme: SchemeArg | Scheme) -> Scheme:
         return Scheme(scheme, env.paths(scheme))
     if isinstance(scheme, os.PathLike) or os.path.isabs(scheme):
         return target_scheme(scheme)
-    raise RoleError(f"scheme={scheme!r}: must be 'user', 'system', a --target directory "
-                    "(a Path), or a mapping with keys purelib, platlib, scripts, data, headers")
+    raise RoleError(
+        f"scheme={scheme!r}: must be 'user', 'system', a --target directory "
+        "(a Path), or a mapping with keys purelib, platlib, scripts, data, headers"
+    )
 
 
 def _other_schemes(env: EnvironmentLike, scheme: Scheme) -> list[Scheme]:
@@ -250,8 +257,7 @@ def _under(path: Path, top: Path) -> bool:
 
 
 def _scratch(env: EnvironmentLike, path: Path) -> bool:
-    return any(role in env.roles and _under(path, Path(env.roles[role]))
-               for role in SCRATCH_ROLES)
+    return any(role in env.roles and _under(path, Path(env.roles[role])) for role in SCRATCH_ROLES)
 
 
 def _shebang_python(data: bytes) -> str | None:
@@ -265,7 +271,7 @@ def _shebang_python(data: bytes) -> str | None:
         second = lines[1].decode("utf-8", "replace")
         if second.startswith("'''exec' "):
             try:
-                return shlex.split(second[len("'''exec' "):])[0]
+                return shlex.split(second[len("'''exec' ") :])[0]
             except (ValueError, IndexError):
                 return second
     return command.split()[0] if command else command
@@ -276,8 +282,9 @@ def _names_python(command: str | None, python: Path) -> bool:
     if not command:
         return False
     path = Path(command)
-    return path == python or (path.parent == python.parent
-                              and _PYTHON_NAME.fullmatch(path.name) is not None)
+    return path == python or (
+        path.parent == python.parent and _PYTHON_NAME.fullmatch(path.name) is not None
+    )
 
 
 def _first_line(data: bytes) -> str:
@@ -344,8 +351,11 @@ def dist_infos(sites: Iterable[Path]) -> list[DistInfo]:
             names = sorted(os.listdir(site))
         except (FileNotFoundError, NotADirectoryError, PermissionError):
             continue
-        found.extend(read_dist_info(site / n) for n in names
-                     if n.endswith(".dist-info") and os.path.isdir(site / n))
+        found.extend(
+            read_dist_info(site / n)
+            for n in names
+            if n.endswith(".dist-info") and os.path.isdir(site / n)
+        )
     return found
 
 
@@ -413,8 +423,11 @@ def _require_started(verdict: str, result: Result) -> None:
     __tracebackhide__ = True
     error = getattr(result, "error", None)
     if error:
-        _fail(f"{verdict}: the installer never started ({error}); there is nothing to judge",
-              result, [])
+        _fail(
+            f"{verdict}: the installer never started ({error}); there is nothing to judge",
+            result,
+            [],
+        )
 
 
 def _fail(title: str, result: Result, body: list[str], notes: Iterable[str] = ()) -> None:
@@ -424,9 +437,11 @@ def _fail(title: str, result: Result, body: list[str], notes: Iterable[str] = ()
     text += [f"note: {n}" for n in notes]
     if result.outside:
         shown = sorted(result.outside)
-        text.append(f"note: this run also wrote outside the roles it may write: "
-                    f"{', '.join(_rel(p, root) for p in shown[:5])}"
-                    + (f" (+{len(shown) - 5} more)" if len(shown) > 5 else ""))
+        text.append(
+            f"note: this run also wrote outside the roles it may write: "
+            f"{', '.join(_rel(p, root) for p in shown[:5])}"
+            + (f" (+{len(shown) - 5} more)" if len(shown) > 5 else "")
+        )
     text.append(result.describe())
     raise PlacementError("\n".join(text))
 
@@ -533,8 +548,10 @@ def _content_problem(check: _Check, path: Path, member: Member) -> str | None:
             if data.startswith(b"#!/bin/sh\n'''exec'"):
                 body = body.split(b"\n", 2)[2] if body.count(b"\n") >= 2 else b""
             if body != member.body:
-                problems.append(f"content after the shebang differs: expected "
-                                f"{file_hash(member.body or b'')} got {file_hash(body)}")
+                problems.append(
+                    f"content after the shebang differs: expected "
+                    f"{file_hash(member.body or b'')} got {file_hash(body)}"
+                )
         mode = os.stat(path).st_mode
         if not mode & 0o111:
             problems.append(f"not executable (mode {mode & 0o777:o})")
@@ -554,8 +571,12 @@ def _elsewhere(check: _Check, member: Member, others: list[Scheme]) -> Path | No
             return path
     suffix = ("bin/" + member.path) if member.scheme == "scripts" else member.path
     for path in sorted(check.changed):
-        if (str(path).endswith("/" + suffix) and path not in check.accounted
-                and not _scratch(check.env, path) and os.path.isfile(path)):
+        if (
+            str(path).endswith("/" + suffix)
+            and path not in check.accounted
+            and not _scratch(check.env, path)
+            and os.path.isfile(path)
+        ):
             return path
     return None
 
@@ -581,9 +602,11 @@ def _check_members(check: _Check, others: list[Scheme]) -> dict[Path, Member]:
             check.accounted.add(other)
             check.add(path, f"elsewhere: {_rel(other, check.env.root)}")
     for member in check.layout.corrupt:
-        check.notes.append(f"the wheel itself is corrupt: its RECORD says {member.record_hash} "
-                           f"for {member.path} but the file in the archive hashes to "
-                           f"{member.content_hash}")
+        check.notes.append(
+            f"the wheel itself is corrupt: its RECORD says {member.record_hash} "
+            f"for {member.path} but the file in the archive hashes to "
+            f"{member.content_hash}"
+        )
     return dests
 
 
@@ -594,7 +617,8 @@ def _check_dist_info(check: _Check, dests: Mapping[Path, Member]) -> None:
     expected = site / layout.dist_info
     found = check.dist_infos([site])
     info = next((d for d in found if d.path == expected), None) or next(
-        (d for d in found if d.same_release(layout)), None)
+        (d for d in found if d.same_release(layout)), None
+    )
     if info is None:
         check.add(expected / "INSTALLER", "missing")
         check.add(expected / "RECORD", "missing")
@@ -611,8 +635,10 @@ def _check_dist_info(check: _Check, dests: Mapping[Path, Member]) -> None:
     installer = info.path / "INSTALLER"
     check.add(installer, "ok (installer metadata)" if os.path.isfile(installer) else "missing")
     if info.problem:
-        check.add(info.path / "RECORD", info.problem.replace("has ", "", 1)
-                  .replace("no RECORD", "missing"))
+        check.add(
+            info.path / "RECORD",
+            info.problem.replace("has ", "", 1).replace("no RECORD", "missing"),
+        )
         return
     _check_record(check, info, dests)
 
@@ -628,16 +654,22 @@ def _check_record(check: _Check, info: DistInfo, dests: Mapping[Path, Member]) -
         if path not in listed:
             check.add(path, "not in RECORD")
         elif listed[path] and listed[path] != check.hash_of(path):
-            check.add(path, f"RECORD hash wrong: installed RECORD says {listed[path]}, "
-                            f"the file is {check.hash_of(path)}")
+            check.add(
+                path,
+                f"RECORD hash wrong: installed RECORD says {listed[path]}, "
+                f"the file is {check.hash_of(path)}",
+            )
     for path, claim in sorted(listed.items()):
         if path == record_file or path in dests or path.parent == info.path:
             continue
         if not os.path.lexists(path):
             check.add(path, "listed in RECORD but missing")
         elif claim and claim != check.hash_of(path):
-            check.add(path, f"RECORD hash wrong: installed RECORD says {claim}, the file is "
-                            f"{check.hash_of(path)}")
+            check.add(
+                path,
+                f"RECORD hash wrong: installed RECORD says {claim}, the file is "
+                f"{check.hash_of(path)}",
+            )
         elif not _is_bytecode(path):
             check.accounted.add(path)
             check.add(path, "extra: not in the wheel (listed in RECORD)")
@@ -652,8 +684,14 @@ def _check_extras(check: _Check, others: list[Scheme]) -> None:
     tops = {Path(p) for p in check.scheme.paths.values()}
     data = Path(check.scheme.paths["data"])
     for path in sorted(check.changed):
-        if (path in check.accounted or path in owned or os.path.isdir(path)
-                or not os.path.lexists(path) or _is_bytecode(path) or _scratch(env, path)):
+        if (
+            path in check.accounted
+            or path in owned
+            or os.path.isdir(path)
+            or not os.path.lexists(path)
+            or _is_bytecode(path)
+            or _scratch(env, path)
+        ):
             continue
         if path == data / UV_LOCK:
             continue
@@ -661,13 +699,18 @@ def _check_extras(check: _Check, others: list[Scheme]) -> None:
             check.add(path, "extra: written by this run, not part of the wheel")
     for other in others:
         for path in sorted(destinations(check.layout, other)):
-            if path in check.changed and path not in check.accounted and path not in owned \
-                    and os.path.lexists(path):
+            if (
+                path in check.changed
+                and path not in check.accounted
+                and path not in owned
+                and os.path.lexists(path)
+            ):
                 check.add(path, f"extra: also installed in the {other.label} scheme")
 
 
-def assert_installed(result: Result, wheel: str | os.PathLike[str],
-                     scheme: SchemeArg | Scheme = "user") -> None:
+def assert_installed(
+    result: Result, wheel: str | os.PathLike[str], scheme: SchemeArg | Scheme = "user"
+) -> None:
     """Every file of ``wheel`` is in ``scheme`` with the right content, and nowhere else.
 
     Also: the installed dist-info has INSTALLER and a RECORD listing every
@@ -684,9 +727,13 @@ def assert_installed(result: Result, wheel: str | os.PathLike[str],
     rows = check.rows
     bad = [r for r in rows if not r.ok]
     if bad or layout.corrupt:
-        _fail(f"{layout.label} is not installed as expected in the {target.label} scheme: "
-              f"{len(bad)} of {len(rows)} files wrong",
-              result, table(rows, result.environment.root), check.notes)
+        _fail(
+            f"{layout.label} is not installed as expected in the {target.label} scheme: "
+            f"{len(bad)} of {len(rows)} files wrong",
+            result,
+            table(rows, result.environment.root),
+            check.notes,
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -710,14 +757,15 @@ def assert_not_installed(result: Result, wheel: str | os.PathLike[str]) -> None:
     env = result.environment
     changed = written(result.changes)
     sites = [s for role in ("system", "user") for s in _sites(Scheme(role, env.paths(role)))]
-    sites += [p.parent for p in changed
-              if p.name.endswith(".dist-info") and not _scratch(env, p)]
+    sites += [p.parent for p in changed if p.name.endswith(".dist-info") and not _scratch(env, p)]
     infos = dist_infos(sites)
-    rows = [Row(d.path, "installed: a dist-info of this release")
-            for d in infos if d.same_release(layout)]
+    rows = [
+        Row(d.path, "installed: a dist-info of this release")
+        for d in infos
+        if d.same_release(layout)
+    ]
     others = {p for d in infos if not d.same_release(layout) for p in d.record}
-    suffixes = {("bin/" + m.path) if m.scheme == "scripts" else m.path: m
-                for m in layout.members}
+    suffixes = {("bin/" + m.path) if m.scheme == "scripts" else m.path: m for m in layout.members}
     for path in sorted(changed):
         if _scratch(env, path) or not os.path.isfile(path) or path in others:
             continue
@@ -726,8 +774,11 @@ def assert_not_installed(result: Result, wheel: str | os.PathLike[str]) -> None:
                 rows.append(Row(path, f"written by this run: {suffix}"))
                 break
     if rows:
-        _fail(f"{layout.label} is installed, at least in part: {len(set(rows))} paths",
-              result, table(rows, env.root, "path"))
+        _fail(
+            f"{layout.label} is installed, at least in part: {len(set(rows))} paths",
+            result,
+            table(rows, env.root, "path"),
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -741,19 +792,25 @@ def assert_untouched(result: Result, role: str) -> None:
     _require_started("assert_untouched", result)
     env = result.environment
     if role not in env.roles:
-        raise RoleError(f"unknown role {role!r}: this environment has roles "
-                        f"{', '.join(sorted(env.roles))}")
+        raise RoleError(
+            f"unknown role {role!r}: this environment has roles {', '.join(sorted(env.roles))}"
+        )
     changes = result.changes.under(role)
     rows = [Row(p, "created") for p in changes.created]
     rows += [Row(p, "modified") for p in changes.modified]
     rows += [Row(p, "deleted") for p in changes.deleted]
     seen = {r.path for r in rows}
     snapshot = env.snapshot()
-    rows += [Row(p, "rewritten in place") for p in snapshot.deep_diff(env.roles[role])
-             if p not in seen]
+    rows += [
+        Row(p, "rewritten in place") for p in snapshot.deep_diff(env.roles[role]) if p not in seen
+    ]
     if rows:
-        _fail(f"role {role!r} ({_rel(env.roles[role], env.root)}) was touched: "
-              f"{len(set(rows))} paths", result, table(rows, env.root, "path"))
+        _fail(
+            f"role {role!r} ({_rel(env.roles[role], env.root)}) was touched: "
+            f"{len(set(rows))} paths",
+            result,
+            table(rows, env.root, "path"),
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -765,8 +822,7 @@ def _broken(info: DistInfo) -> str | None:
     """Why a dist-info this run touched is not a finished install, or None."""
     if info.problem:
         return info.problem
-    missing = sorted(p for p in info.record if not os.path.lexists(p)
-                     and p.suffix != ".pyc")
+    missing = sorted(p for p in info.record if not os.path.lexists(p) and p.suffix != ".pyc")
     reasons = []
     if missing:
         names = ", ".join(os.path.relpath(p, info.site) for p in missing)
@@ -800,9 +856,12 @@ def assert_no_residue(result: Result) -> None:
             sites.add(path.parent.parent)
     lock_dirs = sites | {Path(env.paths(role)["data"]) for role in ("system", "user")}
     infos = dist_infos(sites)
-    touched = {d.path for d in infos
-               if any(_under(p, d.path) for p in changed | changes.deleted)
-               or any(p in changes.deleted for p in d.record)}
+    touched = {
+        d.path
+        for d in infos
+        if any(_under(p, d.path) for p in changed | changes.deleted)
+        or any(p in changes.deleted for p in d.record)
+    }
     rows: list[Row] = []
     broken: dict[Path, str] = {}
     for info in infos:
@@ -813,20 +872,34 @@ def assert_no_residue(result: Result) -> None:
     listed = {p for d in infos if d.path not in broken for p in d.record}
     listed_broken = {p: d for d in infos if d.path in broken for p in d.record}
     for path in sorted(changed):
-        if (os.path.isdir(path) or not os.path.lexists(path) or _scratch(env, path)
-                or _is_bytecode(path) or path in listed
-                or (path.name == UV_LOCK and path.parent in lock_dirs)):
+        if (
+            os.path.isdir(path)
+            or not os.path.lexists(path)
+            or _scratch(env, path)
+            or _is_bytecode(path)
+            or path in listed
+            or (path.name == UV_LOCK and path.parent in lock_dirs)
+        ):
             continue
         if any(_under(path, b) for b in broken):
             continue
         owner = listed_broken.get(path)
-        rows.append(Row(path, f"listed only by unfinished {owner.path.name}" if owner
-                        else "orphan: listed in no RECORD"))
+        rows.append(
+            Row(
+                path,
+                f"listed only by unfinished {owner.path.name}"
+                if owner
+                else "orphan: listed in no RECORD",
+            )
+        )
     for site in sorted(sites):
         rows += _site_residue(site, infos)
     if rows:
-        _fail(f"residue of an unfinished install: {len(set(rows))} paths", result,
-              table(rows, env.root, "path"))
+        _fail(
+            f"residue of an unfinished install: {len(set(rows))} paths",
+            result,
+            table(rows, env.root, "path"),
+        )
 
 
 def _site_residue(site: Path, infos: list[DistInfo]) -> list[Row]:
@@ -836,8 +909,11 @@ def _site_residue(site: Path, infos: list[DistInfo]) -> list[Row]:
         names = sorted(os.listdir(site))
     except (FileNotFoundError, NotADirectoryError, PermissionError):
         return rows
-    rows += [Row(site / n, "stash left by an interrupted uninstall or upgrade")
-             for n in names if n.startswith("~")]
+    rows += [
+        Row(site / n, "stash left by an interrupted uninstall or upgrade")
+        for n in names
+        if n.startswith("~")
+    ]
     by_project: dict[str, list[DistInfo]] = {}
     for info in infos:
         if info.site == site:
@@ -845,8 +921,10 @@ def _site_residue(site: Path, infos: list[DistInfo]) -> list[Row]:
     for project, group in sorted(by_project.items()):
         if len(group) > 1:
             versions = ", ".join(d.path.name for d in group)
-            rows += [Row(d.path, f"one of {len(group)} dist-infos of {project}: {versions}")
-                     for d in group]
+            rows += [
+                Row(d.path, f"one of {len(group)} dist-infos of {project}: {versions}")
+                for d in group
+            ]
     return rows
 
 
@@ -877,8 +955,10 @@ def _change_lines(changes: object) -> list[str]:
     rows += [("-", p) for p in getattr(changes, "deleted", ())]
     parents = {parent for _, p in rows for parent in p.parents}
     leaves = [(m, p) for m, p in rows if p not in parents]
-    return [f"  {mark} {_role_path(p, roles)}" for mark, p in
-            sorted(leaves, key=lambda r: (str(r[1]), r[0]))] or ["  (no changes)"]
+    return [
+        f"  {mark} {_role_path(p, roles)}"
+        for mark, p in sorted(leaves, key=lambda r: (str(r[1]), r[0]))
+    ] or ["  (no changes)"]
 
 
 def _summary(value: object) -> str:
@@ -909,13 +989,14 @@ def explain_comparison(op: str, left: object, right: object) -> list[str] | None
                 lines.append(f"{side} (+ created, ~ modified, - deleted; by role):")
                 lines += _change_lines(value)
         if not (_is_changes(left) and _is_changes(right)):
-            lines.append("hint: a Changes never equals a set; compare `.all`, `.created`, "
-                         "`.modified` or `.deleted`, or use result.assert_untouched(role)")
+            lines.append(
+                "hint: a Changes never equals a set; compare `.all`, `.created`, "
+                "`.modified` or `.deleted`, or use result.assert_untouched(role)"
+            )
         return lines
     if _is_result(left) or _is_result(right):
         value = left if _is_result(left) else right
-        return ["comparison with an installer run failed", *str(
-            value.describe()).splitlines()]  # type: ignore[attr-defined]
+        return ["comparison with an installer run failed", *str(value.describe()).splitlines()]  # type: ignore[attr-defined]
     return None
 
 

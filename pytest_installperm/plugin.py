@@ -33,8 +33,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--installperm-basetemp",
         dest="installperm_basetemp",
         default=None,
-        help="directory for session roots (default: /dev/shm if it is an exec tmpfs, "
-        "else TMPDIR)",
+        help="directory for session roots (default: /dev/shm if it is an exec tmpfs, else TMPDIR)",
     )
     parser.addini("installperm_basetemp", "default for --installperm-basetemp", default="")
     _add_matrix_options(group, parser)
@@ -42,27 +41,52 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _add_matrix_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
     """Options of the scenario matrix (matrix.py); each has an ini mirror."""
-    group.addoption("--installperm", dest="installperm", action="store_true", default=False,
-                    help="collect and run the built-in scenario matrix (alone unless test "
-                    "paths are given too)")
+    group.addoption(
+        "--installperm",
+        dest="installperm",
+        action="store_true",
+        default=False,
+        help="collect and run the built-in scenario matrix (alone unless test paths are given too)",
+    )
     parser.addini("installperm", "default for --installperm", type="bool", default=False)
-    group.addoption("--installperm-installer", dest="installperm_installer", action="append",
-                    default=[], metavar="NAME|NAME=TEMPLATE",
-                    help="installer under test, repeatable: a preset (pip, uv, installer) or "
-                    "NAME=TEMPLATE with {python} {wheel} {flags} {prefix} {target} {root} "
-                    "{home} (default: pip)")
-    parser.addini("installperm_installer", "default for --installperm-installer",
-                  type="linelist", default=[])
-    group.addoption("--installperm-report", dest="installperm_report", default=None,
-                    metavar="PATH", help="write the matrix as JSON to PATH")
+    group.addoption(
+        "--installperm-installer",
+        dest="installperm_installer",
+        action="append",
+        default=[],
+        metavar="NAME|NAME=TEMPLATE",
+        help="installer under test, repeatable: a preset (pip, uv, installer) or "
+        "NAME=TEMPLATE with {python} {wheel} {flags} {prefix} {target} {root} "
+        "{home} (default: pip)",
+    )
+    parser.addini(
+        "installperm_installer", "default for --installperm-installer", type="linelist", default=[]
+    )
+    group.addoption(
+        "--installperm-report",
+        dest="installperm_report",
+        default=None,
+        metavar="PATH",
+        help="write the matrix as JSON to PATH",
+    )
     parser.addini("installperm_report", "default for --installperm-report", default="")
-    group.addoption("--installperm-markdown", dest="installperm_markdown", default=None,
-                    metavar="PATH", help="write the matrix as a Markdown table to PATH")
+    group.addoption(
+        "--installperm-markdown",
+        dest="installperm_markdown",
+        default=None,
+        metavar="PATH",
+        help="write the matrix as a Markdown table to PATH",
+    )
     parser.addini("installperm_markdown", "default for --installperm-markdown", default="")
-    parser.addini("installperm_scenarios", "extra scenario directories (TOML files)",
-                  type="paths", default=[])
-    parser.addini("installperm_divergences", "declared divergences, one per line: "
-                  "'INSTALLER SCENARIO: reason'", type="linelist", default=[])
+    parser.addini(
+        "installperm_scenarios", "extra scenario directories (TOML files)", type="paths", default=[]
+    )
+    parser.addini(
+        "installperm_divergences",
+        "declared divergences, one per line: 'INSTALLER SCENARIO: reason'",
+        type="linelist",
+        default=[],
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -90,8 +114,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         session.close()
 
 
-def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object,
-                              right: object) -> list[str] | None:
+def pytest_assertrepr_compare(
+    config: pytest.Config, op: str, left: object, right: object
+) -> list[str] | None:
     """Readable failures for ``==`` on a run's changes or result."""
     from pytest_installperm.placement import explain_comparison
 

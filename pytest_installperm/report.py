@@ -20,11 +20,21 @@ from typing import Any
 
 REPORT_VERSION = 1
 #: The JSON fields of the contract (DESIGN.md part B), in this order, then extras.
-FIELDS = ("scenario", "installer", "outcome", "expected", "agrees", "returncode", "residue",
-          "outside")
+FIELDS = (
+    "scenario",
+    "installer",
+    "outcome",
+    "expected",
+    "agrees",
+    "returncode",
+    "residue",
+    "outside",
+)
 EXTRAS = ("verdict", "broken", "declared")
-LEGEND = ("ok = agrees, DIFF = diverges (undeclared), xfail = declared divergence or known "
-          "invariant break, INV = invariant broken, skip = not run")
+LEGEND = (
+    "ok = agrees, DIFF = diverges (undeclared), xfail = declared divergence or known "
+    "invariant break, INV = invariant broken, skip = not run"
+)
 
 Row = Mapping[str, Any]
 
@@ -48,12 +58,16 @@ def cell(row: Row | None) -> str:
     return f"{row['outcome']} {mark(row)}"
 
 
-def _grid(rows: Sequence[Row], scenarios: Sequence[str],
-          installers: Sequence[str]) -> list[list[str]]:
+def _grid(
+    rows: Sequence[Row], scenarios: Sequence[str], installers: Sequence[str]
+) -> list[list[str]]:
     by_key = {(r["scenario"], r["installer"]): r for r in rows}
     seen = {r["scenario"] for r in rows}
-    return [[name, *(cell(by_key.get((name, i))) for i in installers)]
-            for name in scenarios if name in seen]
+    return [
+        [name, *(cell(by_key.get((name, i))) for i in installers)]
+        for name in scenarios
+        if name in seen
+    ]
 
 
 def terminal(rows: Sequence[Row], scenarios: Sequence[str], installers: Sequence[str]) -> list[str]:
@@ -61,14 +75,19 @@ def terminal(rows: Sequence[Row], scenarios: Sequence[str], installers: Sequence
     grid = _grid(rows, scenarios, installers)
     header = ["scenario", *installers]
     widths = [max(len(r[i]) for r in [header, *grid]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-             for row in [header, *grid]]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *grid]
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     counts = Counter(mark(row) for row in rows)
     lines.append(LEGEND)
     lines.append(", ".join(f"{counts[k]} {k}" for k in sorted(counts)) or "no results")
-    lines += [f"{row['scenario']}[{row['installer']}]: invariants broken: "
-              f"{', '.join(row['broken'])}" for row in rows if row.get("broken")]
+    lines += [
+        f"{row['scenario']}[{row['installer']}]: invariants broken: {', '.join(row['broken'])}"
+        for row in rows
+        if row.get("broken")
+    ]
     return lines
 
 
@@ -82,8 +101,13 @@ def to_json(rows: Sequence[Row]) -> str:
     skipped = []
     for row in sorted(rows, key=lambda r: (r["scenario"], r["installer"])):
         if "skipped" in row:
-            skipped.append({"scenario": row["scenario"], "installer": row["installer"],
-                            "reason": row["skipped"]})
+            skipped.append(
+                {
+                    "scenario": row["scenario"],
+                    "installer": row["installer"],
+                    "reason": row["skipped"],
+                }
+            )
             continue
         results.append({k: row.get(k) for k in (*FIELDS, *EXTRAS)})
     data = {"version": REPORT_VERSION, "results": results, "skipped": skipped}
@@ -93,10 +117,11 @@ def to_json(rows: Sequence[Row]) -> str:
 def to_markdown(rows: Sequence[Row], scenarios: Sequence[str], installers: Sequence[str]) -> str:
     """A GitHub-flavoured table, fit for ``$GITHUB_STEP_SUMMARY``."""
     grid = _grid(rows, scenarios, installers)
-    out = ["| scenario | " + " | ".join(installers) + " |",
-           "|---|" + "---|" * len(installers)]
-    out += ["| " + " | ".join(f"`{c}`" if i == 0 else c for i, c in enumerate(row)) + " |"
-            for row in grid]
+    out = ["| scenario | " + " | ".join(installers) + " |", "|---|" + "---|" * len(installers)]
+    out += [
+        "| " + " | ".join(f"`{c}`" if i == 0 else c for i, c in enumerate(row)) + " |"
+        for row in grid
+    ]
     out += ["", LEGEND, ""]
     return "\n".join(out)
 

@@ -60,9 +60,11 @@ class RunResult(Verdicts):
 
     def describe(self, lines: int = 15) -> str:
         """Exit status and the last lines of stderr (or stdout), for messages."""
-        status = f"timed out after {self.duration_s:.1f}s (process group killed)" if (
-            self.timed_out
-        ) else f"exit status {self.returncode}"
+        status = (
+            f"timed out after {self.duration_s:.1f}s (process group killed)"
+            if (self.timed_out)
+            else f"exit status {self.returncode}"
+        )
         head = f"$ {' '.join(self.argv)}\n  {status} (backend {self.backend})"
         if self.error:
             head += f"\n  could not start: {self.error}"
@@ -151,8 +153,9 @@ def execute(
     return proc.returncode, text_out, text_err, timed_out, None, time.monotonic() - start
 
 
-def _communicate(proc: subprocess.Popen[bytes], timeout: float,
-                 kill: Callable[[], None]) -> tuple[bytes, bytes, bool]:
+def _communicate(
+    proc: subprocess.Popen[bytes], timeout: float, kill: Callable[[], None]
+) -> tuple[bytes, bytes, bool]:
     """Output of ``proc``; on timeout ``kill`` everything it started, then drain.
 
     A descendant that escaped both the process group and the namespace (detect

@@ -57,8 +57,11 @@ class SchemeFacts:
 
     def relocate(self, value: str, *, prefix: Path, venv: Path, home: Path) -> Path:
         """Map a probe path onto the same place in another sandbox."""
-        for old, new in ((self.probe_venv, venv), (self.probe_prefix, prefix),
-                         (self.probe_home, home)):
+        for old, new in (
+            (self.probe_venv, venv),
+            (self.probe_prefix, prefix),
+            (self.probe_home, home),
+        ):
             if value == old or value.startswith(old + os.sep):
                 return new / os.path.relpath(value, old) if value != old else new
         return Path(value)
@@ -81,8 +84,14 @@ def _make_read_only_dirs(top: Path) -> None:
 class Session:
     """State shared by every sandbox of one pytest session."""
 
-    def __init__(self, *, backend: str = "auto", uid: int | None = None,
-                 gid: int | None = None, basetemp: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        backend: str = "auto",
+        uid: int | None = None,
+        gid: int | None = None,
+        basetemp: str | None = None,
+    ) -> None:
         self.backend_name = backend
         self.basetemp = basetemp
         default = default_uid()
@@ -152,9 +161,13 @@ class Session:
         """A readable directory holding the installer programs found here."""
         if self._tools is None:
             self._tools = self.root.new_dir("tools-")
-            search = os.pathsep.join([sysconfig.get_path("scripts"),
-                                      os.path.dirname(sys.executable),
-                                      os.environ.get("PATH", os.defpath)])
+            search = os.pathsep.join(
+                [
+                    sysconfig.get_path("scripts"),
+                    os.path.dirname(sys.executable),
+                    os.environ.get("PATH", os.defpath),
+                ]
+            )
             for name in TOOLS:
                 found = shutil.which(name, path=search)
                 if found:
@@ -162,22 +175,29 @@ class Session:
                     os.chmod(self._tools / name, 0o755)
         return self._tools
 
-    def schemes(self, template: Template, backend: Backend, *, venv: bool,
-                system_site_packages: bool) -> SchemeFacts:
+    def schemes(
+        self, template: Template, backend: Backend, *, venv: bool, system_site_packages: bool
+    ) -> SchemeFacts:
         """Ask a relocated copy for its schemes, once per base, kind and backend."""
         key = (str(template.root), venv, system_site_packages, backend.name)
         if key not in self._schemes:
-            self._schemes[key] = self._probe(template, backend, venv=venv,
-                                             system_site_packages=system_site_packages)
+            self._schemes[key] = self._probe(
+                template, backend, venv=venv, system_site_packages=system_site_packages
+            )
         return self._schemes[key]
 
-    def _probe(self, template: Template, backend: Backend, *, venv: bool,
-               system_site_packages: bool) -> SchemeFacts:
+    def _probe(
+        self, template: Template, backend: Backend, *, venv: bool, system_site_packages: bool
+    ) -> SchemeFacts:
         sandbox = Sandbox(self.root.new_dir("probe-"))
         python = template.relocate(sandbox.prefix, externally_managed=None)
         if venv:
-            python = create_venv(sandbox.venv, python, template.base.version,
-                                 system_site_packages=system_site_packages)
+            python = create_venv(
+                sandbox.venv,
+                python,
+                template.base.version,
+                system_site_packages=system_site_packages,
+            )
         env = sandbox.child_env(path_dirs=[], defaults=library_path(template))
         try:
             data = query_schemes(python, env, {**backend.popen_kwargs(), "cwd": "/"})

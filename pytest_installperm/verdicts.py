@@ -24,8 +24,9 @@ class Verdicts:
         """The wheel as the verdict should read it (in-process: the fake copy)."""
         return Path(wheel)
 
-    def assert_installed(self, wheel: str | os.PathLike[str],
-                         scheme: str | os.PathLike[str] = "user") -> None:
+    def assert_installed(
+        self, wheel: str | os.PathLike[str], scheme: str | os.PathLike[str] = "user"
+    ) -> None:
         __tracebackhide__ = True
         from pytest_installperm import placement
 

@@ -99,8 +99,9 @@ def _valid_tag(tag: str) -> frozenset[Tag]:
     try:
         tags = parse_tag(tag)
     except ValueError as exc:
-        raise WheelError(f"wheel tag {tag!r}: not a valid tag set "
-                         f"(python-abi-platform): {exc}") from None
+        raise WheelError(
+            f"wheel tag {tag!r}: not a valid tag set (python-abi-platform): {exc}"
+        ) from None
     return tags
 
 
@@ -123,8 +124,10 @@ def _member_path(where: str, path: str) -> str:
     """A relative POSIX archive path, or WheelError naming the offender."""
     parts = path.replace(os.sep, "/").split("/")
     if not path or any(part in ("", ".", "..") for part in parts):
-        raise WheelError(f"{where} path {path!r}: must be a relative path inside the scheme "
-                         "(no leading '/', no empty, '.' or '..' segments)")
+        raise WheelError(
+            f"{where} path {path!r}: must be a relative path inside the scheme "
+            "(no leading '/', no empty, '.' or '..' segments)"
+        )
     return "/".join(parts)
 
 
@@ -202,8 +205,9 @@ def build_wheel(
             raise WheelError(f"wheel member {archive_path!r}: given twice")
         members[archive_path] = (content, executable)
 
-    root_files, other_lib = (purelib, ("platlib", platlib)) if root_is_purelib else (
-        platlib, ("purelib", purelib))
+    root_files, other_lib = (
+        (purelib, ("platlib", platlib)) if root_is_purelib else (platlib, ("purelib", purelib))
+    )
     for path, content in sorted((root_files or {}).items()):
         add(_member_path("root", path), _as_bytes(content))
     key, files = other_lib
@@ -219,12 +223,17 @@ def build_wheel(
         if path.split("/", 1)[0] == dist_info:
             raise WheelError(f"wheel member {path!r}: the .dist-info directory is generated")
 
-    add(f"{dist_info}/METADATA", (
-        f"Metadata-Version: 2.1\nName: {name}\nVersion: {ver}\n"
-        f"Summary: test wheel built by {_GENERATOR}\n"
-    ).encode())
-    wheel_text = (f"Wheel-Version: 1.0\nGenerator: {_GENERATOR}\n"
-                  f"Root-Is-Purelib: {'true' if root_is_purelib else 'false'}\n")
+    add(
+        f"{dist_info}/METADATA",
+        (
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {ver}\n"
+            f"Summary: test wheel built by {_GENERATOR}\n"
+        ).encode(),
+    )
+    wheel_text = (
+        f"Wheel-Version: 1.0\nGenerator: {_GENERATOR}\n"
+        f"Root-Is-Purelib: {'true' if root_is_purelib else 'false'}\n"
+    )
     wheel_text += "".join(f"Tag: {t}\n" for t in sorted(map(str, tags)))
     add(f"{dist_info}/WHEEL", wheel_text.encode())
     entry_points = _entry_points(console_scripts, gui_scripts)
@@ -242,11 +251,14 @@ def build_wheel(
     return target
 
 
-def _write_archive(target: Path, members: Mapping[str, tuple[bytes, bool]],
-                   record_path: str) -> None:
+def _write_archive(
+    target: Path, members: Mapping[str, tuple[bytes, bool]], record_path: str
+) -> None:
     """Write members, then a RECORD listing each with its hash and size."""
-    rows = [RecordEntry(path, Hash.parse(file_hash(content)), len(content)).to_row()
-            for path, (content, _x) in members.items()]
+    rows = [
+        RecordEntry(path, Hash.parse(file_hash(content)), len(content)).to_row()
+        for path, (content, _x) in members.items()
+    ]
     rows.append(RecordEntry(record_path, None, None).to_row())
     record = io.StringIO()
     csv.writer(record, lineterminator="\n").writerows(rows)
@@ -297,9 +309,19 @@ class MakeWheel:
         headers: Files | None = None,
         tag: str | None = None,
     ) -> Path:
-        return build_wheel(self.directory, name, version, purelib=purelib, platlib=platlib,
-                           console_scripts=console_scripts, gui_scripts=gui_scripts,
-                           scripts=scripts, data=data, headers=headers, tag=tag)
+        return build_wheel(
+            self.directory,
+            name,
+            version,
+            purelib=purelib,
+            platlib=platlib,
+            console_scripts=console_scripts,
+            gui_scripts=gui_scripts,
+            scripts=scripts,
+            data=data,
+            headers=headers,
+            tag=tag,
+        )
 
     def __repr__(self) -> str:
         return f"<make_wheel into {self.directory}>"
@@ -370,8 +392,10 @@ class WheelLayout:
         """
         missing = sorted({m.scheme for m in self.members} - set(scheme))
         if missing:
-            raise WheelError(f"scheme mapping for {self.path.name} lacks key(s) "
-                             f"{', '.join(missing)}: need {', '.join(SCHEME_KEYS)}")
+            raise WheelError(
+                f"scheme mapping for {self.path.name} lacks key(s) "
+                f"{', '.join(missing)}: need {', '.join(SCHEME_KEYS)}"
+            )
         found: dict[Path, Member] = {}
         for member in self.members:
             top = Path(scheme[member.scheme])
@@ -394,8 +418,9 @@ class _Recorder(WheelDestination):
         self.members.append(Member("scripts", name, KIND_ENTRY_POINT, target=f"{module}:{attr}"))
         return RecordEntry(name, None, None)
 
-    def write_file(self, scheme: Scheme, path: str | os.PathLike[str], stream: BinaryIO,
-                   is_executable: bool) -> RecordEntry:
+    def write_file(
+        self, scheme: Scheme, path: str | os.PathLike[str], stream: BinaryIO, is_executable: bool
+    ) -> RecordEntry:
         rel = os.fspath(path)
         content = stream.read()
         archive_path = rel if scheme == self.root else f"{self.data_dir}/{scheme}/{rel}"
@@ -408,8 +433,9 @@ class _Recorder(WheelDestination):
         self.members.append(member)
         return RecordEntry(rel, None, None)
 
-    def finalize_installation(self, scheme: Scheme, record_file_path: str,
-                              records: Iterable[tuple[Scheme, RecordEntry]]) -> None:
+    def finalize_installation(
+        self, scheme: Scheme, record_file_path: str, records: Iterable[tuple[Scheme, RecordEntry]]
+    ) -> None:
         """Nothing to write: the installed RECORD is the installer's to make."""
 
 
@@ -439,8 +465,9 @@ def _read_dist_info(wheel: Path, source: WheelFile, filename: str) -> str:
     except KeyError:
         raise WheelError(f"{wheel}: {source.dist_info_dir}/{filename} is missing") from None
     except UnicodeDecodeError as exc:
-        raise WheelError(f"{wheel}: {source.dist_info_dir}/{filename} is not UTF-8: "
-                         f"{exc}") from None
+        raise WheelError(
+            f"{wheel}: {source.dist_info_dir}/{filename} is not UTF-8: {exc}"
+        ) from None
 
 
 def _root_scheme(wheel: Path, source: WheelFile) -> str:
@@ -454,8 +481,7 @@ def _root_scheme(wheel: Path, source: WheelFile) -> str:
         raise WheelError(f"{problem}: Wheel-Version {version} is not 1.x")
     root = metadata["Root-Is-Purelib"]
     if root not in ("true", "false"):
-        raise WheelError(f"{problem}: Root-Is-Purelib must be 'true' or 'false', "
-                         f"got {root!r}")
+        raise WheelError(f"{problem}: Root-Is-Purelib must be 'true' or 'false', got {root!r}")
     return "purelib" if root == "true" else "platlib"
 
 
@@ -466,21 +492,27 @@ def _record_claims(wheel: Path, source: WheelFile) -> dict[str, str | None]:
         rows = list(parse_record_file(text.splitlines()))
         entries = [RecordEntry.from_elements(*row) for row in rows]
     except InvalidRecordEntry as exc:
-        raise WheelError(f"{wheel}: {source.dist_info_dir}/RECORD is broken: "
-                         f"{', '.join(exc.issues)} (row {list(exc.elements)!r})") from None
+        raise WheelError(
+            f"{wheel}: {source.dist_info_dir}/RECORD is broken: "
+            f"{', '.join(exc.issues)} (row {list(exc.elements)!r})"
+        ) from None
     try:
         source.validate_record(validate_contents=False)
     except ValueError as exc:
         issues = getattr(exc, "issues", [str(exc)])
-        raise WheelError(f"{wheel}: {source.dist_info_dir}/RECORD is broken: "
-                         + "; ".join(i.replace(f"In {wheel}, ", "") for i in issues)) from None
+        raise WheelError(
+            f"{wheel}: {source.dist_info_dir}/RECORD is broken: "
+            + "; ".join(i.replace(f"In {wheel}, ", "") for i in issues)
+        ) from None
     claims = {e.path: (str(e.hash_) if e.hash_ else None) for e in entries}
     listed = set(claims) - {f"{source.dist_info_dir}/RECORD"}
     present = set(source._zipfile.namelist())
     ghosts = sorted(listed - present)
     if ghosts:
-        raise WheelError(f"{wheel}: {source.dist_info_dir}/RECORD is broken: lists "
-                         f"{', '.join(ghosts)}, which the archive does not contain")
+        raise WheelError(
+            f"{wheel}: {source.dist_info_dir}/RECORD is broken: lists "
+            f"{', '.join(ghosts)}, which the archive does not contain"
+        )
     return claims
 
 
@@ -493,8 +525,10 @@ def _read(wheel: Path, source: WheelFile, filename_name: str) -> WheelLayout:
     if not metadata_name:
         raise WheelError(f"{wheel}: {dist_info}/METADATA has no Name")
     if canonicalize_name(str(metadata_name)) != canonicalize_name(filename_name):
-        raise WheelError(f"{wheel}: {dist_info}/METADATA Name {metadata_name!r} does not match "
-                         f"the file name's {filename_name!r}")
+        raise WheelError(
+            f"{wheel}: {dist_info}/METADATA Name {metadata_name!r} does not match "
+            f"the file name's {filename_name!r}"
+        )
     recorder = _Recorder(claims, source.data_dir, root)
     try:
         install(source, recorder, additional_metadata={})
@@ -517,8 +551,13 @@ def _read(wheel: Path, source: WheelFile, filename_name: str) -> WheelLayout:
 # ---------------------------------------------------------------------------
 
 
-def install_wheel(wheel: str | os.PathLike[str], scheme: Mapping[str, Path], python: Path,
-                  *, installer: str = "installperm") -> WheelLayout:
+def install_wheel(
+    wheel: str | os.PathLike[str],
+    scheme: Mapping[str, Path],
+    python: Path,
+    *,
+    installer: str = "installperm",
+) -> WheelLayout:
     """Install ``wheel`` into ``scheme`` with ``installer``, owned by this process.
 
     Used for ``preinstalled=`` before a lock: files 0644, directories and
@@ -527,21 +566,25 @@ def install_wheel(wheel: str | os.PathLike[str], scheme: Mapping[str, Path], pyt
     """
     layout = read_wheel(wheel)
     if layout.corrupt:
-        bad = ", ".join(f"{m.path} (RECORD {m.record_hash}, content {m.content_hash})"
-                        for m in layout.corrupt)
-        raise WheelError(f"{layout.path}: cannot preinstall a wheel whose RECORD hashes are "
-                         f"wrong: {bad}")
+        bad = ", ".join(
+            f"{m.path} (RECORD {m.record_hash}, content {m.content_hash})" for m in layout.corrupt
+        )
+        raise WheelError(
+            f"{layout.path}: cannot preinstall a wheel whose RECORD hashes are wrong: {bad}"
+        )
     targets = {k: str(v) for k, v in scheme.items()}
     targets["headers"] = str(Path(scheme["headers"]) / layout.project)
-    destination = SchemeDictionaryDestination(targets, interpreter=str(python),
-                                              script_kind="posix")
+    destination = SchemeDictionaryDestination(targets, interpreter=str(python), script_kind="posix")
     with WheelFile.open(layout.path) as source:
         try:
-            install(source, destination,
-                    additional_metadata={"INSTALLER": f"{installer}\n".encode()})
+            install(
+                source, destination, additional_metadata={"INSTALLER": f"{installer}\n".encode()}
+            )
         except FileExistsError as exc:
-            raise WheelError(f"{layout.path}: cannot preinstall: {exc} (another preinstalled "
-                             "wheel already wrote it)") from None
+            raise WheelError(
+                f"{layout.path}: cannot preinstall: {exc} (another preinstalled "
+                "wheel already wrote it)"
+            ) from None
     for path, member in layout.destinations(scheme).items():
         _fix_modes(path, Path(scheme[member.scheme]), executable=member.scheme == "scripts")
     site = Path(scheme[layout.root_scheme]) / layout.dist_info

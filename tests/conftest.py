@@ -90,8 +90,9 @@ def _copy_runner_site(target: Path) -> None:
             shutil.copy2(source, target / file)
     # Our own package may be installed editable: its files are not in RECORD.
     own = Path(pytest_installperm.__file__).parent
-    shutil.copytree(own, target / own.name, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        own, target / own.name, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+    )
     for path in [target, *target.rglob("*")]:
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
 
@@ -107,9 +108,14 @@ class Unprivileged:
     def uid(self) -> int:
         return os.geteuid() if self.env is None else self.env._backend.owner()[0]
 
-    def runpytest(self, source: str, *args: str, timeout: float = 300,
-                  modules: dict[str, str] | None = None,
-                  files: tuple[Path, ...] = ()) -> InnerRun:
+    def runpytest(
+        self,
+        source: str,
+        *args: str,
+        timeout: float = 300,
+        modules: dict[str, str] | None = None,
+        files: tuple[Path, ...] = (),
+    ) -> InnerRun:
         """Write ``source`` as a test module (and ``modules`` beside it), copy
         ``files`` into its directory, and run pytest on it as a normal user."""
         code = textwrap.dedent(source)
@@ -120,8 +126,9 @@ class Unprivileged:
                 shutil.copy2(file, self.pytester.path / file.name)
             # The test file is named explicitly, as in the root branch below.
             test = str(self.pytester.path / "test_inner.py")
-            result = self.pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs", test,
-                                                        *args, timeout=timeout)
+            result = self.pytester.runpytest_subprocess(
+                "-p", "no:cacheprovider", "-rs", test, *args, timeout=timeout
+            )
             return InnerRun(int(result.ret), result.stdout.str(), result.stderr.str())
         work = self.env.sandbox.work
         for old in work.glob("test_inner*.py"):
@@ -133,8 +140,21 @@ class Unprivileged:
         for file in files:
             shutil.copy2(file, work / file.name)
             os.chown(work / file.name, *self.env._backend.owner())
-        run = self.env.run([self.env.python, "-m", "pytest", "-p", "no:cacheprovider",
-                            "-p", "pytester", "-rs", str(test), *args], timeout=timeout)
+        run = self.env.run(
+            [
+                self.env.python,
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                "-p",
+                "pytester",
+                "-rs",
+                str(test),
+                *args,
+            ],
+            timeout=timeout,
+        )
         return InnerRun(run.returncode, run.stdout, run.stderr)
 
 

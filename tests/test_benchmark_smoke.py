@@ -18,9 +18,18 @@ NUMBER = (int, float)
 
 #: Fields a --quick run must fill with a number.
 MEASURED = (
-    "overhead_ms_median", "venv_ms_median", "virtualenv_ms_median", "uv_install_ms_median",
-    "pip_install_ms_median", "detect_ms_1k", "detect_ms_10k", "detect_ms_50k",
-    "snapshot_ms_1k", "snapshot_ms_10k", "snapshot_ms_50k", "ratio_venv_over_overhead",
+    "overhead_ms_median",
+    "venv_ms_median",
+    "virtualenv_ms_median",
+    "uv_install_ms_median",
+    "pip_install_ms_median",
+    "detect_ms_1k",
+    "detect_ms_10k",
+    "detect_ms_50k",
+    "snapshot_ms_1k",
+    "snapshot_ms_10k",
+    "snapshot_ms_50k",
+    "ratio_venv_over_overhead",
 )
 #: Fields that are a number, or null with a reason in their ``*_detail``.
 OPTIONAL = {
@@ -35,28 +44,39 @@ def _bench_dirs() -> set[str]:
     found = set()
     for parent in ("/tmp", "/dev/shm"):
         if os.path.isdir(parent):
-            found |= {f"{parent}/{n}" for n in os.listdir(parent)
-                      if n.startswith("installperm-bench-")}
+            found |= {
+                f"{parent}/{n}" for n in os.listdir(parent) if n.startswith("installperm-bench-")
+            }
     return found
 
 
 def test_quick_benchmark_prints_every_field() -> None:
     before = _bench_dirs()
-    out = subprocess.run([sys.executable, str(BENCHMARK), "--quick"], capture_output=True,
-                         text=True, timeout=300, check=False)
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARK), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     data = json.loads(out.stdout.strip().splitlines()[-1])
 
     for name in MEASURED:
         assert isinstance(data[name], NUMBER) and not isinstance(data[name], bool), (
-            name, data[name], data.get("install_detail"), data.get("detect_detail"))
+            name,
+            data[name],
+            data.get("install_detail"),
+            data.get("detect_detail"),
+        )
     assert isinstance(data["overhead_backend"], str)
     by_backend = data["overhead_ms_median_by_backend"]
     assert isinstance(by_backend[data["overhead_backend"]], NUMBER)
     for backend, value in by_backend.items():
         # A backend without a figure must say why it could not be measured.
         assert (value is None and isinstance(data["overhead_unavailable"][backend], str)) or (
-            isinstance(value, NUMBER)), (backend, value)
+            isinstance(value, NUMBER)
+        ), (backend, value)
     for name, (detail, key) in OPTIONAL.items():
         value = data[name]
         reason = data[detail][key] if key else data[detail]

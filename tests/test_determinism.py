@@ -32,28 +32,52 @@ SCRATCH = ("tmp", "cache")
 def _fingerprint(result: RunResult) -> tuple[int, tuple[str, ...]]:
     env = result.environment
     lines = []
-    for mark, paths in (("+", result.changes.created), ("~", result.changes.modified),
-                        ("-", result.changes.deleted)):
-        lines += [f"{mark} {path.relative_to(env.root)}" for path in paths
-                  if env.role_of(path) not in SCRATCH]
+    for mark, paths in (
+        ("+", result.changes.created),
+        ("~", result.changes.modified),
+        ("-", result.changes.deleted),
+    ):
+        lines += [
+            f"{mark} {path.relative_to(env.root)}"
+            for path in paths
+            if env.role_of(path) not in SCRATCH
+        ]
     return result.returncode, tuple(sorted(lines))
 
 
-def test_same_scenario_same_result_100_times(installperm: InstallPerm,
-                                             make_wheel: Callable[..., Path]) -> None:
-    wheel = make_wheel("steady", "1.0", purelib={"steady/__init__.py": "def main():\n    pass\n"},
-                       console_scripts={"steady": "steady:main"})
+def test_same_scenario_same_result_100_times(
+    installperm: InstallPerm, make_wheel: Callable[..., Path]
+) -> None:
+    wheel = make_wheel(
+        "steady",
+        "1.0",
+        purelib={"steady/__init__.py": "def main():\n    pass\n"},
+        console_scripts={"steady": "steady:main"},
+    )
     seen: Counter[tuple[int, tuple[str, ...]]] = Counter()
     for _ in range(RUNS):
         env = installperm.system(externally_managed=False, locked=())
-        result = env.run(["uv", "pip", "install", "--offline", "--no-cache", "--no-deps",
-                          "--python", env.python, "--system", wheel])
+        result = env.run(
+            [
+                "uv",
+                "pip",
+                "install",
+                "--offline",
+                "--no-cache",
+                "--no-deps",
+                "--python",
+                env.python,
+                "--system",
+                wheel,
+            ]
+        )
         assert result.returncode == 0, result.describe()
         assert not result.outside, result.describe()
         seen[_fingerprint(result)] += 1
         env.remove()
     assert len(seen) == 1, "runs differ:\n" + "\n\n".join(
-        f"{count} runs:\n" + "\n".join(lines) for (_, lines), count in seen.items())
-    (_status, lines), = seen
+        f"{count} runs:\n" + "\n".join(lines) for (_, lines), count in seen.items()
+    )
+    ((_status, lines),) = seen
     assert any(line.endswith("steady/__init__.py") for line in lines), lines
     assert any(line.endswith("/RECORD") for line in lines), lines

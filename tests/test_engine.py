@@ -34,7 +34,8 @@ def test_report_reproduced_uv_is_denied(installperm: InstallPerm, demo_wheel: Pa
 
 def test_report_reproduced_as_normal_user(unprivileged, demo_wheel: Path) -> None:
     """The same two checks, run by an inner pytest as a non-root uid."""
-    inner = unprivileged.runpytest(f"""
+    inner = unprivileged.runpytest(
+        f"""
         import os
         from pathlib import Path
         from engine_checks import check_pip_fell_back, check_uv_denied
@@ -52,8 +53,10 @@ def test_report_reproduced_as_normal_user(unprivileged, demo_wheel: Path) -> Non
             assert env.backend == "chmod"
             result = env.run(["uv", "pip", "install", "--python", env.python, "--system", WHEEL])
             check_uv_denied(env, result)
-    """, modules={"engine_checks": (Path(__file__).parent / "engine_checks.py").read_text()},
-        files=(demo_wheel,))
+    """,
+        modules={"engine_checks": (Path(__file__).parent / "engine_checks.py").read_text()},
+        files=(demo_wheel,),
+    )
     inner.assert_outcomes(passed=2)
 
 
@@ -61,24 +64,32 @@ def test_report_reproduced_as_normal_user(unprivileged, demo_wheel: Path) -> Non
 class TestDebianBase:
     """Debian's own interpreter: PEP 668, dist-packages and posix_local kept."""
 
-    def test_pip_refuses_externally_managed(self, installperm: InstallPerm,
-                                            demo_wheel: Path) -> None:
+    def test_pip_refuses_externally_managed(
+        self, installperm: InstallPerm, demo_wheel: Path
+    ) -> None:
         env = installperm.system(python=DEBIAN, locked=("system",))
         result = env.pip("install", demo_wheel)
         assert result.returncode != 0
         assert "externally-managed-environment" in result.stderr
         assert not result.changes.under("system") and not result.changes.under("user")
 
-    def test_break_system_packages_falls_back(self, installperm: InstallPerm,
-                                              demo_wheel: Path) -> None:
+    def test_break_system_packages_falls_back(
+        self, installperm: InstallPerm, demo_wheel: Path
+    ) -> None:
         env = installperm.system(python=DEBIAN, locked=("system",))
         check_pip_fell_back(env, env.pip("install", "--break-system-packages", demo_wheel))
 
     def test_paths_are_debians_own(self, installperm: InstallPerm) -> None:
         env = installperm.system(python=DEBIAN, locked=())
-        probe = env.run([DEBIAN, "-I", "-c",
-                         "import json, sys, sysconfig; "
-                         "print(json.dumps([sys.prefix, sysconfig.get_paths()]))"])
+        probe = env.run(
+            [
+                DEBIAN,
+                "-I",
+                "-c",
+                "import json, sys, sysconfig; "
+                "print(json.dumps([sys.prefix, sysconfig.get_paths()]))",
+            ]
+        )
         real_prefix, real = json.loads(probe.stdout)
         system = env.paths("system")
         for key in ("purelib", "platlib", "scripts"):
@@ -90,8 +101,9 @@ class TestDebianBase:
 
 
 class TestVenv:
-    def test_locked_venv_fails_without_fallback(self, installperm: InstallPerm,
-                                                demo_wheel: Path) -> None:
+    def test_locked_venv_fails_without_fallback(
+        self, installperm: InstallPerm, demo_wheel: Path
+    ) -> None:
         env = installperm.venv(system_site_packages=False, locked=("system",))
         assert (env.prefix / "pyvenv.cfg").is_file()
         result = env.pip("install", demo_wheel)
@@ -102,18 +114,24 @@ class TestVenv:
         assert FALLBACK not in result.stdout
         assert not result.changes.under("user") and not result.changes.under("system")
 
-    def test_venv_with_system_site_packages_falls_back(self, installperm: InstallPerm,
-                                                       demo_wheel: Path) -> None:
+    def test_venv_with_system_site_packages_falls_back(
+        self, installperm: InstallPerm, demo_wheel: Path
+    ) -> None:
         env = installperm.venv(system_site_packages=True, locked=("system",))
         check_pip_fell_back(env, env.pip("install", demo_wheel))
 
 
-def test_host_environment_does_not_leak(installperm: InstallPerm, demo_wheel: Path,
-                                         monkeypatch: pytest.MonkeyPatch,
-                                         tmp_path: Path) -> None:
-    leaks = {"PIP_FIND_LINKS": str(tmp_path), "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
-             "PYTHONPATH": str(tmp_path), "UV_INDEX_URL": "http://127.0.0.1:9/simple",
-             "XDG_CONFIG_HOME": str(tmp_path), "HOME": str(tmp_path)}
+def test_host_environment_does_not_leak(
+    installperm: InstallPerm, demo_wheel: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    leaks = {
+        "PIP_FIND_LINKS": str(tmp_path),
+        "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+        "PYTHONPATH": str(tmp_path),
+        "UV_INDEX_URL": "http://127.0.0.1:9/simple",
+        "XDG_CONFIG_HOME": str(tmp_path),
+        "HOME": str(tmp_path),
+    }
     for key, value in leaks.items():
         monkeypatch.setenv(key, value)
     env = installperm.system(externally_managed=False, locked=("system",))
@@ -136,9 +154,11 @@ def test_caller_env_is_passed_and_removed(installperm: InstallPerm) -> None:
 def test_timeout_kills_the_process_group(installperm: InstallPerm) -> None:
     env = installperm.system(externally_managed=False, locked=())
     pidfile = env.sandbox.tmp / "grandchild.pid"
-    code = ("import subprocess, sys, time; "
-            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
-            f"open({str(pidfile)!r}, 'w').write(str(p.pid)); time.sleep(600)")
+    code = (
+        "import subprocess, sys, time; "
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+        f"open({str(pidfile)!r}, 'w').write(str(p.pid)); time.sleep(600)"
+    )
     result = env.run([env.python, "-c", code], timeout=2)
     assert result.timed_out
     assert "timed out after 2" in result.describe() and "process group killed" in result.stderr
@@ -163,8 +183,9 @@ def test_missing_command_is_a_result(installperm: InstallPerm) -> None:
     assert "could not start" in result.describe()
 
 
-def test_missing_interpreter_names_path_and_reason(installperm: InstallPerm,
-                                                    tmp_path: Path) -> None:
+def test_missing_interpreter_names_path_and_reason(
+    installperm: InstallPerm, tmp_path: Path
+) -> None:
     missing = tmp_path / "python9.9"
     with pytest.raises(InterpreterError, match=rf"base interpreter {missing}: does not exist"):
         installperm.system(python=missing)
@@ -172,6 +193,7 @@ def test_missing_interpreter_names_path_and_reason(installperm: InstallPerm,
 
 def test_venv_interpreter_is_refused(installperm: InstallPerm, tmp_path: Path) -> None:
     import sys
+
     if sys.prefix == sys.base_prefix:
         pytest.skip("this suite does not run in a venv, so there is no venv python to refuse")
     with pytest.raises(InterpreterError, match="belongs to the virtual environment"):
@@ -188,12 +210,14 @@ def test_unknown_role_is_a_value_error(installperm: InstallPerm) -> None:
 class TestLocksHold:
     """Each lock denies the child for real (one short Python probe per lock)."""
 
-    WRITE = ("import os, sys\n"
-             "try:\n"
-             "    os.makedirs(os.path.join(sys.argv[1], 'probe-dir'))\n"
-             "    print('WROTE')\n"
-             "except OSError as e:\n"
-             "    print('DENIED', e.errno)\n")
+    WRITE = (
+        "import os, sys\n"
+        "try:\n"
+        "    os.makedirs(os.path.join(sys.argv[1], 'probe-dir'))\n"
+        "    print('WROTE')\n"
+        "except OSError as e:\n"
+        "    print('DENIED', e.errno)\n"
+    )
 
     def probe(self, env: Environment, target: Path) -> str:
         return env.run([env.python, "-c", self.WRITE, str(target)]).stdout.strip()
@@ -229,8 +253,9 @@ class TestLocksHold:
     def test_externally_managed_on_and_off(self, installperm: InstallPerm) -> None:
         marker = Path("lib") / f"python{sysconfig.get_python_version()}" / "EXTERNALLY-MANAGED"
         assert (installperm.system(locked=(), externally_managed=True).prefix / marker).exists()
-        assert not (installperm.system(locked=(), externally_managed=False).prefix
-                    / marker).exists()
+        assert not (
+            installperm.system(locked=(), externally_managed=False).prefix / marker
+        ).exists()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="checks what happens when chmod is forced as root")
@@ -276,10 +301,15 @@ def test_session_roots_of_dead_processes_are_swept(tmp_path: Path) -> None:
 
     from pytest_installperm.sandbox import OWNER_FILE, SessionRoot
 
-    code = ("import sys; from pytest_installperm.sandbox import SessionRoot; "
-            f"print(SessionRoot({str(tmp_path)!r}).path)")
-    orphan = Path(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                 check=True).stdout.strip())
+    code = (
+        "import sys; from pytest_installperm.sandbox import SessionRoot; "
+        f"print(SessionRoot({str(tmp_path)!r}).path)"
+    )
+    orphan = Path(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
     (orphan / "ro").mkdir()
     (orphan / "ro").chmod(0o555)
     assert (orphan / OWNER_FILE).exists()
@@ -292,7 +322,8 @@ def test_imports_write_no_bytecode_into_an_unlocked_prefix(installperm: InstallP
     """The template carries the stdlib's bytecode, so a child that imports does
     not write caches into the system scheme: they would look like residue."""
     env = installperm.system(externally_managed=False, locked=())
-    result = env.run([env.python, "-c",
-                      "import json, email.parser, zipfile, argparse, sysconfig, site"])
+    result = env.run(
+        [env.python, "-c", "import json, email.parser, zipfile, argparse, sysconfig, site"]
+    )
     assert result.returncode == 0, result.describe()
     assert result.changes.under("system") == set(), result.changes.under("system")

@@ -64,21 +64,41 @@ HOST_PREFIXES = frozenset({sys.prefix, sys.base_prefix, os.path.realpath(sys.bas
 def test_identity_is_a_normal_user_even_as_root(installperm_fakefs):
     env = installperm_fakefs.system()
     assert (os.getuid(), os.geteuid(), os.getgid(), os.getegid()) == (
-        FAKE_UID, FAKE_UID, FAKE_GID, FAKE_GID)
+        FAKE_UID,
+        FAKE_UID,
+        FAKE_GID,
+        FAKE_GID,
+    )
     # Root-owned and locked: the user cannot write, whoever runs the suite.
     with pytest.raises(PermissionError):
         (env.paths("system")["purelib"] / "x.py").write_text("")
 
 
 def test_everything_is_put_back_after_close():
-    before = (sys.prefix, sys.executable, site.USER_BASE, site.USER_SITE, site.ENABLE_USER_SITE,
-              sysconfig.get_paths(), os.environ.get("HOME"), os.geteuid())
+    before = (
+        sys.prefix,
+        sys.executable,
+        site.USER_BASE,
+        site.USER_SITE,
+        site.ENABLE_USER_SITE,
+        sysconfig.get_paths(),
+        os.environ.get("HOME"),
+        os.geteuid(),
+    )
     factory = FakeInstallPerm()
     env = factory.system()
     during = (sys.prefix, sysconfig.get_paths()["purelib"], os.environ["HOME"])
     factory.close()
-    after = (sys.prefix, sys.executable, site.USER_BASE, site.USER_SITE, site.ENABLE_USER_SITE,
-             sysconfig.get_paths(), os.environ.get("HOME"), os.geteuid())
+    after = (
+        sys.prefix,
+        sys.executable,
+        site.USER_BASE,
+        site.USER_SITE,
+        site.ENABLE_USER_SITE,
+        sysconfig.get_paths(),
+        os.environ.get("HOME"),
+        os.geteuid(),
+    )
     assert during == (str(env.prefix), str(env.paths("system")["purelib"]), str(env.home))
     assert after == before
     assert Patcher.PATCHER is None
@@ -93,7 +113,8 @@ def test_where_do_i_install_gets_fake_answers(installperm_fakefs):
         "sys.executable": sys.executable,
         "sysconfig purelib": sysconfig.get_paths()["purelib"],
         "sysconfig user purelib": sysconfig.get_paths(
-            scheme=sysconfig.get_preferred_scheme("user"))["purelib"],
+            scheme=sysconfig.get_preferred_scheme("user")
+        )["purelib"],
         "site.getuserbase()": site.getuserbase(),
         "site.getusersitepackages()": site.getusersitepackages(),
         "pip get_scheme purelib": get_scheme("", user=False).purelib,
@@ -113,15 +134,19 @@ def test_where_do_i_install_gets_fake_answers(installperm_fakefs):
     }
     assert str(user["purelib"]) == f"{env.home}/.local/lib/python{XY}/site-packages"
     # No answer points back at the host interpreter.
-    leaks = {k: v for k, v in sysconfig.get_config_vars().items()
-             if isinstance(v, str) and any(h in v for h in HOST_PREFIXES)}
+    leaks = {
+        k: v
+        for k, v in sysconfig.get_config_vars().items()
+        if isinstance(v, str) and any(h in v for h in HOST_PREFIXES)
+    }
     assert leaks == {}
 
 
 def test_pep668_marker(installperm_fakefs):
     managed = installperm_fakefs.system(locked=(), externally_managed=True)
     assert managed.call(check_externally_managed).exception.__class__ is (
-        ExternallyManagedEnvironment)
+        ExternallyManagedEnvironment
+    )
     free = installperm_fakefs.system(locked=(), externally_managed=False)
     assert free.call(check_externally_managed).returncode == 0
 
@@ -137,8 +162,9 @@ def test_home_missing_or_unwritable(installperm_fakefs, home):
     assert not result.changes
 
 
-def test_preinstalled_wheels_are_root_owned_and_stay_untouched(installperm_fakefs, wheels,
-                                                                plugin_app):
+def test_preinstalled_wheels_are_root_owned_and_stay_untouched(
+    installperm_fakefs, wheels, plugin_app
+):
     old, new = wheels("demo", "0.9"), wheels("demo", "1.0")
     env = installperm_fakefs.system(locked=("system",), preinstalled=[old])
     dist_info = env.paths("system")["purelib"] / "demo-0.9.dist-info"
@@ -186,8 +212,16 @@ def test_trap_os_access_ignores_owner_in_plain_pyfakefs():
 
 def test_os_access_agrees_with_what_a_write_does(installperm_fakefs):
     env = installperm_fakefs.system(locked=("system", "user"))
-    dirs = [env.paths("system")["purelib"], env.paths("system")["scripts"], env.userbase,
-            env.home, env.root / "work", env.root / "tmp", env.root / "stage", env.root]
+    dirs = [
+        env.paths("system")["purelib"],
+        env.paths("system")["scripts"],
+        env.userbase,
+        env.home,
+        env.root / "work",
+        env.root / "tmp",
+        env.root / "stage",
+        env.root,
+    ]
     said, did = {}, {}
     for directory in dirs:
         said[directory] = os.access(directory, os.W_OK)
@@ -248,8 +282,9 @@ def test_the_fs_fixture_conflict_is_an_error_naming_it(pytester):
     # process has many more (pip) than a fresh one.
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(errors=2)
-    result.stdout.fnmatch_lines(["*FakefsError: installperm_fakefs cannot be combined with "
-                                 "pyfakefs's 'fs' fixture*"] * 2)
+    result.stdout.fnmatch_lines(
+        ["*FakefsError: installperm_fakefs cannot be combined with pyfakefs's 'fs' fixture*"] * 2
+    )
 
 
 def test_an_active_patcher_is_refused():
@@ -257,12 +292,15 @@ def test_an_active_patcher_is_refused():
         FakeInstallPerm()
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"python": "/usr/bin/python3"}, "cannot switch to another one"),
-    ({"lock_mode": "readonly-fs"}, "EROFS"),
-    ({"backend": "privdrop"}, "only backend is 'fakefs'"),
-    ({"layout": "plan9"}, "unknown layout"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"python": "/usr/bin/python3"}, "cannot switch to another one"),
+        ({"lock_mode": "readonly-fs"}, "EROFS"),
+        ({"backend": "privdrop"}, "only backend is 'fakefs'"),
+        ({"layout": "plan9"}, "unknown layout"),
+    ],
+)
 def test_subprocess_only_arguments_are_refused(installperm_fakefs, kwargs, message):
     with pytest.raises((FakefsError, RoleError), match=message):
         installperm_fakefs.system(**kwargs)
@@ -277,13 +315,22 @@ def test_run_and_pip_are_refused(installperm_fakefs):
 # -- layouts ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("layout", "user_site", "scripts"), [
-    ("posix", f".local/lib/python{XY}/site-packages", ".local/bin"),
-    ("macos-framework", f"Library/Python/{XY}/lib/python/site-packages",
-     f"Library/Python/{XY}/bin"),
-    ("windows", "AppData/Roaming/Python/Python{nodot}/site-packages",
-     "AppData/Roaming/Python/Python{nodot}/Scripts"),
-])
+@pytest.mark.parametrize(
+    ("layout", "user_site", "scripts"),
+    [
+        ("posix", f".local/lib/python{XY}/site-packages", ".local/bin"),
+        (
+            "macos-framework",
+            f"Library/Python/{XY}/lib/python/site-packages",
+            f"Library/Python/{XY}/bin",
+        ),
+        (
+            "windows",
+            "AppData/Roaming/Python/Python{nodot}/site-packages",
+            "AppData/Roaming/Python/Python{nodot}/Scripts",
+        ),
+    ],
+)
 def test_layouts_user_scheme(installperm_fakefs, layout, user_site, scripts):
     env = installperm_fakefs.system(layout=layout)
     nodot = XY.replace(".", "")
@@ -338,8 +385,17 @@ def test_writes_outside_allowed_roles_are_reported(installperm_fakefs):
 
 def test_overhead_measurement_runs():
     numbers = measure_overhead(repeat=3)
-    assert set(numbers) == {"repeat", "plain_ms", "fakefs_ms", "overhead_ms", "call_ms",
-                            "plain_cpu_ms", "fakefs_cpu_ms", "overhead_cpu_ms", "call_cpu_ms"}
+    assert set(numbers) == {
+        "repeat",
+        "plain_ms",
+        "fakefs_ms",
+        "overhead_ms",
+        "call_ms",
+        "plain_cpu_ms",
+        "fakefs_cpu_ms",
+        "overhead_cpu_ms",
+        "call_cpu_ms",
+    }
     assert numbers["plain_ms"] > 0 and numbers["fakefs_ms"] > 0 and numbers["call_ms"] > 0
     assert Patcher.PATCHER is None  # it cleans up after itself
 
@@ -373,9 +429,15 @@ class Case:
     def plain(self) -> bool:
         """A system interpreter, no options, nothing preinstalled, no PEP 668:
         where an app's own installer and pip should place files alike."""
-        return (not self.venv and self.request.user is None and not self.directory_option
-                and not self.request.upgrade and not self.request.break_system_packages
-                and not self.preinstalled and not self.env.get("externally_managed"))
+        return (
+            not self.venv
+            and self.request.user is None
+            and not self.directory_option
+            and not self.request.upgrade
+            and not self.request.break_system_packages
+            and not self.preinstalled
+            and not self.env.get("externally_managed")
+        )
 
 
 def _from_scenario(scenario: Any) -> Case | None:
@@ -383,17 +445,23 @@ def _from_scenario(scenario: Any) -> Case | None:
     spec, request = scenario.environment, scenario.request
     if spec.lock_mode != "deny":
         return None
-    env: dict[str, Any] = {"locked": tuple(spec.locked), "home": spec.home,
-                           "user_site": spec.user_site}
+    env: dict[str, Any] = {
+        "locked": tuple(spec.locked),
+        "home": spec.home,
+        "user_site": spec.user_site,
+    }
     if spec.kind == "venv":
         env["system_site_packages"] = spec.system_site_packages
     else:
         env["externally_managed"] = spec.externally_managed
-    return Case(scenario.name, venv=spec.kind == "venv", env=env,
-                preinstalled=tuple(scenario.preinstalled()),
-                wheel=(scenario.wheel.name, scenario.wheel.version,
-                       scenario.wheel.console_scripts),
-                request=request)
+    return Case(
+        scenario.name,
+        venv=spec.kind == "venv",
+        env=env,
+        preinstalled=tuple(scenario.preinstalled()),
+        wheel=(scenario.wheel.name, scenario.wheel.version, scenario.wheel.console_scripts),
+        request=request,
+    )
 
 
 def load_cases() -> list[Case]:
@@ -406,16 +474,22 @@ CASES = load_cases()
 INSTALLER_WRITES_SCRIPTS_FIRST = frozenset({"scripts-only-lock"})
 
 
-def pip_decides(use_user_site: bool | None, *, prefix_path: str | None = None,
-                target_dir: str | None = None, root_path: str | None = None,
-                break_system_packages: bool = False) -> bool:
+def pip_decides(
+    use_user_site: bool | None,
+    *,
+    prefix_path: str | None = None,
+    target_dir: str | None = None,
+    root_path: str | None = None,
+    break_system_packages: bool = False,
+) -> bool:
     """What pip 26.3's install command decides, in its order: refusals, PEP 668, user."""
     if use_user_site and target_dir is not None:
         raise CommandError("Can not combine '--user' and '--target'")
     if not (prefix_path or target_dir or root_path or break_system_packages):
         check_externally_managed()
-    return decide_user_install(use_user_site, prefix_path=prefix_path, target_dir=target_dir,
-                               root_path=root_path)
+    return decide_user_install(
+        use_user_site, prefix_path=prefix_path, target_dir=target_dir, root_path=root_path
+    )
 
 
 def fake_decision(result: Any) -> str:
@@ -439,8 +513,11 @@ def real_decision(result: RunResult, case: Case) -> str:
     decided = "user" if (fell_back or case.request.user) else "system"
     if result.returncode == 0:
         # Where the new dist-info is (the interpreter's own stdlib caches do not count).
-        landed = {result.environment.role_of(p) for p in result.changes.created
-                  if p.name.endswith(".dist-info")}
+        landed = {
+            result.environment.role_of(p)
+            for p in result.changes.created
+            if p.name.endswith(".dist-info")
+        }
         assert landed == {"work" if case.directory_option else decided}, result.describe()
     return decided
 
@@ -520,8 +597,8 @@ class Wheels:
         if key not in self.built:
             module = name.replace("-", "_")
             self.built[key] = self.make(
-                name, version,
-                console_scripts={name: f"{module}:main"} if console_scripts else None)
+                name, version, console_scripts={name: f"{module}:main"} if console_scripts else None
+            )
         return self.built[key]
 
     def of(self, case: Case) -> Path:
@@ -561,8 +638,9 @@ def build_env(factory: InstallPerm | FakeInstallPerm, case: Case, wheels: Wheels
 
 
 @pytest.fixture(scope="module")
-def real_runs(request: pytest.FixtureRequest, wheels: Wheels,
-              plugin_app: tuple[Any, Path]) -> Iterator[dict[str, Real]]:
+def real_runs(
+    request: pytest.FixtureRequest, wheels: Wheels, plugin_app: tuple[Any, Path]
+) -> Iterator[dict[str, Real]]:
     """Real pip 26.3 once per case, and the example app for the plain cases,
     each in its own environment of the subprocess mode."""
     factory = InstallPerm(get_session(request.config))
@@ -573,14 +651,16 @@ def real_runs(request: pytest.FixtureRequest, wheels: Wheels,
         for case in CASES:
             env = build_env(factory, case, wheels)
             args, extra = pip_request(case, env.sandbox.work)
-            jobs[case.name, "pip"] = partial(env.pip, "install", "--no-index", *args,
-                                             wheels.of(case), env=extra)
+            jobs[case.name, "pip"] = partial(
+                env.pip, "install", "--no-index", *args, wheels.of(case), env=extra
+            )
             if case.plain:
                 app_env = build_env(factory, case, wheels)
                 # -B: the interpreter's own stdlib caches are not the app's writes.
                 argv = [app_env.python, "-B", "-c", APP_MAIN, wheels.of(case)]
-                jobs[case.name, "app"] = partial(app_env.run, argv,
-                                                 env={"PYTHONPATH": str(plugin_app[1])})
+                jobs[case.name, "app"] = partial(
+                    app_env.run, argv, env={"PYTHONPATH": str(plugin_app[1])}
+                )
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
             done = dict(zip(jobs, pool.map(lambda job: job(), jobs.values()), strict=True))
         for case in CASES:
@@ -601,17 +681,23 @@ def test_pip_decides_the_same_in_process(case, real_runs, wheels, installperm_fa
     env = build_env(installperm_fakefs, case, wheels)
     directory = str(env.root / "work" / case.directory_option) if case.directory_option else None
     result = env.call(
-        pip_decides, case.request.user,
+        pip_decides,
+        case.request.user,
         prefix_path=directory if case.request.prefix else None,
         target_dir=directory if case.request.target else None,
         root_path=directory if case.request.root else None,
-        break_system_packages=case.request.break_system_packages)
+        break_system_packages=case.request.break_system_packages,
+    )
     real = real_runs[case.name]
     assert fake_decision(result) == real.decision, (
         f"in-process {fake_decision(result)}, real pip {real.decision}\n"
-        f"{result.describe()}\n{real.describe}")
-    if (real.decision in ("user", "system") and case.request.user is None
-            and not case.directory_option):
+        f"{result.describe()}\n{real.describe}"
+    )
+    if (
+        real.decision in ("user", "system")
+        and case.request.user is None
+        and not case.directory_option
+    ):
         # The writability check pip called agrees with the lock.
         writable = env.call(site_packages_writable, root=None, isolated=False).value
         assert writable is ("system" not in case.env["locked"]), result.describe()
@@ -629,7 +715,8 @@ PLAIN = [c for c in CASES if c.plain]
 
 @pytest.mark.parametrize("case", PLAIN, ids=[c.name for c in PLAIN])
 def test_installer_in_process_gets_the_same_verdicts_as_a_subprocess(
-        case, real_runs, wheels, plugin_app, installperm_fakefs):
+    case, real_runs, wheels, plugin_app, installperm_fakefs
+):
     """The example app's ``installer.install`` (it picks the scheme itself),
     in-process on the fake tree versus the same code in a real child process;
     and versus real pip where pip and installer write in the same order."""
@@ -640,7 +727,8 @@ def test_installer_in_process_gets_the_same_verdicts_as_a_subprocess(
     real = real_runs[case.name]
     assert fake == real.app_verdicts, (
         f"verdicts differ: in-process {fake}\nsubprocess {real.app_verdicts}"
-        f"\n{result.describe()}\n{real.app_describe}\n{real.why}")
+        f"\n{result.describe()}\n{real.app_describe}\n{real.why}"
+    )
     assert any(fake.values())
     if case.name in INSTALLER_WRITES_SCRIPTS_FIRST:
         # installer writes entry-point launchers before the files, pip after:
@@ -657,6 +745,11 @@ def test_installer_in_process_gets_the_same_verdicts_as_a_subprocess(
 
 def test_example_plugin_app_suite_passes(pytester):
     result = pytester.runpytest_subprocess(
-        str(EXAMPLE / "tests"), "--rootdir", str(EXAMPLE), "-c", str(EXAMPLE / "pyproject.toml"),
-        timeout=300)
+        str(EXAMPLE / "tests"),
+        "--rootdir",
+        str(EXAMPLE),
+        "-c",
+        str(EXAMPLE / "pyproject.toml"),
+        timeout=300,
+    )
     result.assert_outcomes(passed=6)

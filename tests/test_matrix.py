@@ -54,8 +54,15 @@ def _judge(exp, *, landed=("user",), returncode=0, residue=(), outside=(), outpu
     paths = {"user": [Path("/u/a")], "system": [Path("/s/a")]}
     written = frozenset(p for name in landed for p in paths[name])
     placement = classify(returncode, written, paths)
-    return judge(exp, placement, output=output, returncode=returncode, residue=list(residue),
-                 outside=list(outside), messages=Pip.messages)
+    return judge(
+        exp,
+        placement,
+        output=output,
+        returncode=returncode,
+        residue=list(residue),
+        outside=list(outside),
+        messages=Pip.messages,
+    )
 
 
 def test_judge_agreement_passes_and_divergence_fails_unless_declared():
@@ -78,12 +85,21 @@ def test_judge_checks_each_invariant_and_known_breaks():
     spread = _judge(_exp(), landed=("user", "system"))
     assert spread.broken == ["one-scheme"]
     assert "spread over several schemes" in spread.undeclared[0]
-    leftovers = _judge(_exp("error", pip="error"), landed=(), returncode=1,
-                       residue=["prefix/x"], outside=["../etc/x"])
+    leftovers = _judge(
+        _exp("error", pip="error"),
+        landed=(),
+        returncode=1,
+        residue=["prefix/x"],
+        outside=["../etc/x"],
+    )
     assert sorted(leftovers.broken) == ["outside", "residue"]
     assert leftovers.status == "failed"
-    known = _judge(_exp("error", pip="error", breaks={"residue": "no rollback"}), landed=(),
-                   returncode=1, residue=["prefix/x"])
+    known = _judge(
+        _exp("error", pip="error", breaks={"residue": "no rollback"}),
+        landed=(),
+        returncode=1,
+        residue=["prefix/x"],
+    )
     assert known.status == "xfailed"
     unbroken = _judge(_exp(breaks={"residue": "no rollback"}))
     assert "declared broken" in unbroken.undeclared[0]
@@ -92,8 +108,10 @@ def test_judge_checks_each_invariant_and_known_breaks():
 def test_judge_checks_pip_message_when_pip_is_expected():
     missing = _judge(_exp(check=True), output="Successfully installed demo-1.0")
     assert "message 'fallback' is missing" in missing.undeclared[0]
-    said = _judge(_exp(check=True), output="Defaulting to user installation because normal "
-                                           "site-packages is not writeable")
+    said = _judge(
+        _exp(check=True),
+        output="Defaulting to user installation because normal site-packages is not writeable",
+    )
     assert said.status == "passed"
 
 
@@ -114,22 +132,39 @@ def test_expectations_come_from_the_oracle_presets_and_declarations():
     assert expectation(BUILTIN["pep668-locked-system"], parse("installer"), {}).declared is None
 
 
-CTX = Context(Path("/py"), Path("/w/demo.whl"), Path("/p"), Path("/t"), Path("/r"), Path("/h"),
-              "system")
+CTX = Context(
+    Path("/py"), Path("/w/demo.whl"), Path("/p"), Path("/t"), Path("/r"), Path("/h"), "system"
+)
 
 
 def test_presets_translate_requests_or_say_why_they_cannot():
     pip = Pip().command(Request(user=True, upgrade=True), CTX)
     assert not isinstance(pip, Unsupported)
-    assert [str(a) for a in pip.argv] == ["/py", "-m", "pip", "install", "--user", "--upgrade",
-                                          "/w/demo.whl"]
+    assert [str(a) for a in pip.argv] == [
+        "/py",
+        "-m",
+        "pip",
+        "install",
+        "--user",
+        "--upgrade",
+        "/w/demo.whl",
+    ]
     env = Pip().command(Request(user=True, user_via="env"), CTX)
     assert not isinstance(env, Unsupported)
     assert env.env == {"PIP_USER": "1"}
     uv = Uv().command(Request(target=True), CTX)
     assert not isinstance(uv, Unsupported)
-    assert [str(a) for a in uv.argv] == ["uv", "pip", "install", "--python", "/py", "--system",
-                                         "--target", "/t", "/w/demo.whl"]
+    assert [str(a) for a in uv.argv] == [
+        "uv",
+        "pip",
+        "install",
+        "--python",
+        "/py",
+        "--system",
+        "--target",
+        "/t",
+        "/w/demo.whl",
+    ]
     refused = Uv().command(Request(user=True), CTX)
     assert isinstance(refused, Unsupported)
     assert "uv cannot express --user" in refused.reason
@@ -141,20 +176,31 @@ def test_templates_expand_placeholders_and_skip_what_they_cannot_say():
     assert isinstance(mine, Template)
     command = mine.command(Request(prefix=True), CTX)
     assert not isinstance(command, Unsupported)
-    assert [str(a) for a in command.argv] == ["/py", "-m", "pip", "install", "--prefix", "/p",
-                                              "--no-index", "/w/demo.whl"]
+    assert [str(a) for a in command.argv] == [
+        "/py",
+        "-m",
+        "pip",
+        "install",
+        "--prefix",
+        "/p",
+        "--no-index",
+        "/w/demo.whl",
+    ]
     plain = parse("plain=tool --into {prefix} {wheel}")
     assert isinstance(plain.command(Request(user=True), CTX), Unsupported)
     assert not isinstance(plain.command(Request(), CTX), Unsupported)
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ("poetry", "unknown preset 'poetry'; presets are installer, pip, uv"),
-    ("mine=tool install", "has no {wheel} placeholder"),
-    ("mine=tool {wheels}", "unknown placeholder {wheels}"),
-    ("mine=tool --x={flags} {wheel}", "{flags} must be a whole argument"),
-    ("bad name=tool {wheel}", "must be letters"),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("poetry", "unknown preset 'poetry'; presets are installer, pip, uv"),
+        ("mine=tool install", "has no {wheel} placeholder"),
+        ("mine=tool {wheels}", "unknown placeholder {wheels}"),
+        ("mine=tool --x={flags} {wheel}", "{flags} must be a whole argument"),
+        ("bad name=tool {wheel}", "must be letters"),
+    ],
+)
 def test_bad_installer_specs_are_usage_errors(spec, message):
     with pytest.raises(pytest.UsageError) as info:
         parse(spec)
@@ -162,12 +208,32 @@ def test_bad_installer_specs_are_usage_errors(spec, message):
 
 
 ROWS: list[dict[str, Any]] = [
-    {"scenario": "b", "installer": "uv", "outcome": "error", "expected": "user", "agrees": False,
-     "returncode": 2, "residue": [], "outside": [], "verdict": "xfailed", "broken": [],
-     "declared": "why"},
-    {"scenario": "a", "installer": "pip", "outcome": "user", "expected": "user", "agrees": True,
-     "returncode": 0, "residue": [], "outside": [], "verdict": "passed", "broken": [],
-     "declared": None},
+    {
+        "scenario": "b",
+        "installer": "uv",
+        "outcome": "error",
+        "expected": "user",
+        "agrees": False,
+        "returncode": 2,
+        "residue": [],
+        "outside": [],
+        "verdict": "xfailed",
+        "broken": [],
+        "declared": "why",
+    },
+    {
+        "scenario": "a",
+        "installer": "pip",
+        "outcome": "user",
+        "expected": "user",
+        "agrees": True,
+        "returncode": 0,
+        "residue": [],
+        "outside": [],
+        "verdict": "passed",
+        "broken": [],
+        "declared": None,
+    },
     {"scenario": "a", "installer": "uv", "skipped": "cannot express --user"},
 ]
 
@@ -175,11 +241,11 @@ ROWS: list[dict[str, Any]] = [
 def test_json_report_is_sorted_and_keeps_skips_apart():
     data = json.loads(to_json(ROWS))
     assert data["version"] == 1
-    assert [(r["scenario"], r["installer"]) for r in data["results"]] == [("a", "pip"),
-                                                                           ("b", "uv")]
+    assert [(r["scenario"], r["installer"]) for r in data["results"]] == [("a", "pip"), ("b", "uv")]
     assert all(list(r)[: len(FIELDS)] == list(FIELDS) for r in data["results"])
-    assert data["skipped"] == [{"scenario": "a", "installer": "uv",
-                                "reason": "cannot express --user"}]
+    assert data["skipped"] == [
+        {"scenario": "a", "installer": "uv", "reason": "cannot express --user"}
+    ]
 
 
 def test_markdown_table_has_a_row_per_scenario_and_a_column_per_installer():
@@ -197,9 +263,15 @@ def test_markdown_table_has_a_row_per_scenario_and_a_column_per_installer():
 
 def _pytest(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -211,14 +283,23 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """
     work = tmp_path_factory.mktemp("matrix")
     (work / "test_own.py").write_text("def test_own_must_not_run():\n    assert False\n")
-    done = _pytest(work, "--installperm", "--installperm-installer=pip",
-                   "--installperm-installer=uv", "--installperm-report=report.json",
-                   "--installperm-markdown=matrix.md", "-rfEx")
+    done = _pytest(
+        work,
+        "--installperm",
+        "--installperm-installer=pip",
+        "--installperm-installer=uv",
+        "--installperm-report=report.json",
+        "--installperm-markdown=matrix.md",
+        "-rfEx",
+    )
     report = json.loads((work / "report.json").read_text())
-    return {"proc": done, "report": report, "markdown": (work / "matrix.md").read_text(),
-            "rows": {(r["scenario"], r["installer"]): r for r in report["results"]},
-            "skipped": {(r["scenario"], r["installer"]): r["reason"]
-                        for r in report["skipped"]}}
+    return {
+        "proc": done,
+        "report": report,
+        "markdown": (work / "matrix.md").read_text(),
+        "rows": {(r["scenario"], r["installer"]): r for r in report["results"]},
+        "skipped": {(r["scenario"], r["installer"]): r["reason"] for r in report["skipped"]},
+    }
 
 
 def test_real_pip_agrees_with_the_oracle_on_every_builtin_scenario(full_run):
@@ -244,8 +325,11 @@ def test_uv_fails_where_pip_falls_back_in_its_own_words(full_run):
     assert (row["outcome"], row["expected"], row["agrees"]) == ("error", "user", False)
     assert row["verdict"] == "xfailed"
     assert full_run["rows"][("fallback-to-user", "pip")]["outcome"] == "user"
-    (line,) = [ln for ln in full_run["proc"].stdout.splitlines()
-               if ln.startswith("XFAIL") and "fallback-to-user[uv]" in ln]
+    (line,) = [
+        ln
+        for ln in full_run["proc"].stdout.splitlines()
+        if ln.startswith("XFAIL") and "fallback-to-user[uv]" in ln
+    ]
     assert "Permission denied (os error 13)" in line
 
 
@@ -300,9 +384,17 @@ SUBSET = "fallback-to-user or pep668-marker or scripts-only-lock"
 
 
 def test_xdist_gives_the_same_results_and_one_report(full_run, tmp_path):
-    done = _pytest(tmp_path, "--installperm", "--installperm-installer=pip",
-                   "--installperm-installer=uv", "--installperm-report=report.json",
-                   "-n", "2", "-k", SUBSET)
+    done = _pytest(
+        tmp_path,
+        "--installperm",
+        "--installperm-installer=pip",
+        "--installperm-installer=uv",
+        "--installperm-report=report.json",
+        "-n",
+        "2",
+        "-k",
+        SUBSET,
+    )
     assert "installperm matrix" in done.stdout, done.stdout[-3000:]
     assert done.stdout.count("installperm matrix") == 1
     report = json.loads((tmp_path / "report.json").read_text())
@@ -330,16 +422,25 @@ def test_template_without_wheel_is_refused_at_startup(pytester):
 
 
 def test_missing_program_skips_its_column_and_the_others_run(pytester):
-    result = pytester.runpytest("--installperm", "--installperm-installer=uv",
-                                "--installperm-installer=ghost=ghost-install {wheel}",
-                                "-k", "system-writable", "-rs")
+    result = pytester.runpytest(
+        "--installperm",
+        "--installperm-installer=uv",
+        "--installperm-installer=ghost=ghost-install {wheel}",
+        "-k",
+        "system-writable",
+        "-rs",
+    )
     result.assert_outcomes(passed=1, skipped=1)
     # The skip reason comes with pytest's summary; the matrix ends the run.
     items = 2 * len(BUILTIN)  # two installers, every built-in scenario
-    result.stdout.fnmatch_lines([f"collected {items} items / {items - 2} deselected / 2 selected",
-                                 "*program 'ghost-install' was not found on PATH*",
-                                 "*installperm matrix*",
-                                 "system-writable*system ok*skip*"])
+    result.stdout.fnmatch_lines(
+        [
+            f"collected {items} items / {items - 2} deselected / 2 selected",
+            "*program 'ghost-install' was not found on PATH*",
+            "*installperm matrix*",
+            "system-writable*system ok*skip*",
+        ]
+    )
 
 
 def test_malformed_scenario_in_an_extra_directory_is_a_usage_error(pytester):
@@ -364,38 +465,48 @@ def test_explicit_paths_run_both_and_no_paths_run_the_matrix_only(pytester):
 
 
 def test_ini_mirrors_turn_the_matrix_on_and_choose_installers(pytester):
-    pytester.makeini("[pytest]\ninstallperm = true\ninstallperm_installer =\n    uv\n"
-                     "    installer\n")
+    pytester.makeini(
+        "[pytest]\ninstallperm = true\ninstallperm_installer =\n    uv\n    installer\n"
+    )
     result = pytester.runpytest("--collect-only", "-q")
-    result.stdout.fnmatch_lines(["installperm::erofs-fallback[[]uv]",
-                                 "installperm::erofs-fallback[[]installer]"])
+    result.stdout.fnmatch_lines(
+        ["installperm::erofs-fallback[[]uv]", "installperm::erofs-fallback[[]installer]"]
+    )
     assert "[pip]" not in result.stdout.str()
 
 
 def test_an_own_expectation_can_fail_and_a_declaration_must_hold(pytester):
     """Items can fail: a repo's scenario expecting something else, and an ini
     declaration of a divergence that does not happen (a template on uv, for speed)."""
-    pytester.makeini(textwrap.dedent("""
+    pytester.makeini(
+        textwrap.dedent("""
         [pytest]
         installperm_scenarios = mine
         installperm_divergences =
             mine system-writable: pretend it differs here
-    """))
+    """)
+    )
     (pytester.path / "mine").mkdir()
-    (pytester.path / "mine" / "mine-expects-user.toml").write_text(textwrap.dedent("""
+    (pytester.path / "mine" / "mine-expects-user.toml").write_text(
+        textwrap.dedent("""
         name = "mine-expects-user"
         description = "a writable system site, yet this repo's installer should go user"
         [environment]
         locked = []
         [installer.mine]
         outcome = "user"
-    """))
+    """)
+    )
     result = pytester.runpytest(
-        "--installperm", "--installperm-installer=mine=uv pip install --python {python} "
-        "--system {wheel}", "-k", "mine-expects-user or system-writable")
+        "--installperm",
+        "--installperm-installer=mine=uv pip install --python {python} --system {wheel}",
+        "-k",
+        "mine-expects-user or system-writable",
+    )
     result.assert_outcomes(failed=2)
-    result.stdout.fnmatch_lines(["*outcome 'system', expected 'user'*",
-                                 "*declared divergence did not happen*"])
+    result.stdout.fnmatch_lines(
+        ["*outcome 'system', expected 'user'*", "*declared divergence did not happen*"]
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -408,22 +519,23 @@ def matrix_cells(stdout: str) -> dict[str, list[str]]:
     lines = stdout.split("installperm matrix", 1)[-1].splitlines()
     start = next(i for i, ln in enumerate(lines) if ln.startswith("scenario "))
     rows: dict[str, list[str]] = {}
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if line.startswith("ok = "):
             break
         name, *tokens = line.split()
         cells, i = [], 0
         while i < len(tokens):
             width = 1 if tokens[i] in ("skip", "-") else 2
-            cells.append(" ".join(tokens[i:i + width]))
+            cells.append(" ".join(tokens[i : i + width]))
             i += width
         rows[name] = cells
     return rows
 
 
 def test_pip_matrix_passes_as_a_normal_user(unprivileged):
-    run = unprivileged.runpytest("def test_inner():\n    pass\n", "--installperm",
-                                 "--installperm-installer=pip")
+    run = unprivileged.runpytest(
+        "def test_inner():\n    pass\n", "--installperm", "--installperm-installer=pip"
+    )
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
     cells = matrix_cells(run.stdout)
     assert set(cells) == set(BUILTIN)

@@ -50,7 +50,9 @@ def test_auto_picks_mountns_for_readonly_fs() -> None:
     readonly = LockSpec.make(("system",), mode="readonly-fs")
     assert choose("auto", readonly, uid=65534, gid=65534).name == "mountns"
     assert choose("auto", LockSpec.make(("system",)), uid=65534, gid=65534).name in (
-        "chmod", "privdrop")
+        "chmod",
+        "privdrop",
+    )
     for other in ("chmod", "privdrop"):
         reason = choose(other, readonly, uid=65534, gid=65534).cannot_hold(readonly)
         assert reason is not None and "mountns" in reason and "EROFS" in reason
@@ -58,18 +60,27 @@ def test_auto_picks_mountns_for_readonly_fs() -> None:
 
 @needs_namespace
 def test_readonly_fs_locks_fail_with_erofs(installperm: InstallPerm) -> None:
-    env = installperm.system(externally_managed=False,
-                             locked=("system", "user"), lock_mode="readonly-fs")
+    env = installperm.system(
+        externally_managed=False, locked=("system", "user"), lock_mode="readonly-fs"
+    )
     assert env.backend == "mountns"
-    dirs = {"purelib": env.paths("system")["purelib"], "scripts": env.paths("system")["scripts"],
-            "userbase": env.userbase, "home": env.home}
+    dirs = {
+        "purelib": env.paths("system")["purelib"],
+        "scripts": env.paths("system")["scripts"],
+        "userbase": env.userbase,
+        "home": env.home,
+    }
     result = env.run([env.python, "-c", PROBE, json.dumps({k: str(v) for k, v in dirs.items()})])
     found = json.loads(result.stdout)
     assert found == {
-        "purelib": "EROFS", "purelib:access": False,
-        "scripts": "EROFS", "scripts:access": False,
-        "userbase": "EROFS", "userbase:access": False,
-        "home": "ok", "home:access": True,
+        "purelib": "EROFS",
+        "purelib:access": False,
+        "scripts": "EROFS",
+        "scripts:access": False,
+        "userbase": "EROFS",
+        "userbase:access": False,
+        "home": "ok",
+        "home:access": True,
     }, result.describe()
     assert not result.outside, result.describe()
 
@@ -80,7 +91,8 @@ def test_mountns_deny_mode_is_eacces(installperm: InstallPerm) -> None:
     purelib = env.paths("system")["purelib"]
     result = env.run([env.python, "-c", PROBE, json.dumps({"purelib": str(purelib)})])
     assert json.loads(result.stdout) == {"purelib": "EACCES", "purelib:access": False}, (
-        result.describe())
+        result.describe()
+    )
 
 
 @needs_namespace
@@ -89,7 +101,8 @@ def test_readonly_fs_pip_falls_back_to_user(installperm: InstallPerm, wheel: Pat
     result = env.pip("install", "--no-index", "--no-deps", wheel)
     assert result.returncode == 0, result.describe()
     assert "Defaulting to user installation because normal site-packages is not writeable" in (
-        result.output)
+        result.output
+    )
     user_site = env.paths("user")["purelib"]
     assert user_site / "rofs_demo" / "__init__.py" in result.changes.created
     assert not result.changes.under("system"), result.changes
@@ -97,10 +110,10 @@ def test_readonly_fs_pip_falls_back_to_user(installperm: InstallPerm, wheel: Pat
 
 
 @needs_namespace
-def test_readonly_fs_user_base_too_has_no_user_hint(installperm: InstallPerm,
-                                                    wheel: Path) -> None:
-    env = installperm.system(externally_managed=False,
-                             locked=("system", "user"), lock_mode="readonly-fs")
+def test_readonly_fs_user_base_too_has_no_user_hint(installperm: InstallPerm, wheel: Path) -> None:
+    env = installperm.system(
+        externally_managed=False, locked=("system", "user"), lock_mode="readonly-fs"
+    )
     result = env.pip("install", "--no-index", "--no-deps", wheel)
     assert result.returncode != 0, result.describe()
     assert "Defaulting to user installation" in result.output
@@ -110,8 +123,9 @@ def test_readonly_fs_user_base_too_has_no_user_hint(installperm: InstallPerm,
     assert not result.changes.under("user") and not result.changes.under("system")
 
 
-def test_deny_mode_user_base_locked_says_check_permissions(installperm: InstallPerm,
-                                                           wheel: Path) -> None:
+def test_deny_mode_user_base_locked_says_check_permissions(
+    installperm: InstallPerm, wheel: Path
+) -> None:
     """The contrast: the same scenario with EACCES asks to check permissions."""
     env = installperm.system(externally_managed=False, locked=("system", "user"))
     result = env.pip("install", "--no-index", "--no-deps", wheel)
@@ -121,13 +135,15 @@ def test_deny_mode_user_base_locked_says_check_permissions(installperm: InstallP
 
 
 @pytest.mark.parametrize("lock_mode", ["deny", "readonly-fs"])
-def test_no_fallback_hint_depends_on_errno(installperm: InstallPerm, wheel: Path,
-                                           lock_mode: str) -> None:
+def test_no_fallback_hint_depends_on_errno(
+    installperm: InstallPerm, wheel: Path, lock_mode: str
+) -> None:
     """User site off, so no fallback: EACCES suggests ``--user``, EROFS does not."""
     if lock_mode == "readonly-fs" and namespace_mode()[0] == "detect":
         pytest.skip(f"no mount or user namespace here: {namespace_mode()[1]}")
-    env = installperm.system(externally_managed=False,
-                             locked=("system",), user_site=False, lock_mode=lock_mode)
+    env = installperm.system(
+        externally_managed=False, locked=("system",), user_site=False, lock_mode=lock_mode
+    )
     result = env.pip("install", "--no-index", "--no-deps", wheel)
     assert result.returncode != 0, result.describe()
     assert "Defaulting to user installation" not in result.output
@@ -137,7 +153,8 @@ def test_no_fallback_hint_depends_on_errno(installperm: InstallPerm, wheel: Path
     else:
         assert "[Errno 30] Read-only file system" in result.output, result.describe()
         assert "--user" not in result.output and "permissions" not in result.output, (
-            result.describe())
+            result.describe()
+        )
 
 
 INNER = """

@@ -21,9 +21,14 @@ BUILTIN = {s.name: s for s in load_all()}
 
 
 def make(*, request: Request | None = None, **environment: object) -> Scenario:
-    return Scenario(name="t", description="t", path=Path("t.toml"),
-                    environment=EnvironmentSpec(**environment),  # type: ignore[arg-type]
-                    wheel=WheelSpec(), request=request or Request())
+    return Scenario(
+        name="t",
+        description="t",
+        path=Path("t.toml"),
+        environment=EnvironmentSpec(**environment),  # type: ignore[arg-type]
+        wheel=WheelSpec(),
+        request=request or Request(),
+    )
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN))
@@ -32,7 +37,8 @@ def test_every_builtin_file_states_what_the_oracle_decides(name):
     decided = oracle.decide(scenario)
     assert (scenario.outcome, scenario.message) == (decided.outcome, decided.message), (
         f"{scenario.path} says {scenario.outcome}/{scenario.message}, the oracle "
-        f"{decided.outcome}/{decided.message} ({decided.rule})")
+        f"{decided.outcome}/{decided.message} ({decided.rule})"
+    )
 
 
 def test_fallback_only_without_flags_with_user_site_and_locked_lib():
@@ -57,14 +63,23 @@ def test_user_with_target_is_refused_before_pep668_and_pep668_before_user_with_p
     assert oracle.decide(both).message == "user-with-target"
     # --prefix exempts from PEP 668, so --user --prefix reaches its own refusal...
     assert oracle.decide(make(request=Request(user=True, prefix=True), **marked)).message == (
-        "user-with-prefix")
+        "user-with-prefix"
+    )
     # ...while --user alone is not exempt.
     assert oracle.decide(make(request=Request(user=True), **marked)).message == (
-        "externally-managed")
+        "externally-managed"
+    )
 
 
-@pytest.mark.parametrize("request_", [Request(prefix=True), Request(target=True),
-                                      Request(root=True), Request(break_system_packages=True)])
+@pytest.mark.parametrize(
+    "request_",
+    [
+        Request(prefix=True),
+        Request(target=True),
+        Request(root=True),
+        Request(break_system_packages=True),
+    ],
+)
 def test_pep668_exemptions(request_):
     decided = oracle.decide(make(locked=(), externally_managed=True, request=request_))
     assert decided.message != "externally-managed"
@@ -77,7 +92,8 @@ def test_venvs_ignore_the_marker_and_refuse_user_without_system_site():
     with_site = make(kind="venv", locked=(), system_site_packages=True, request=Request(user=True))
     assert oracle.decide(with_site).outcome == "user"
     assert oracle.decide(make(kind="venv", locked=("system",))).message == (
-        "oserror-check-permissions")
+        "oserror-check-permissions"
+    )
 
 
 def test_erofs_gets_no_hint_and_a_failed_fallback_says_check_the_permissions():

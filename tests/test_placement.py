@@ -94,7 +94,9 @@ def _no_internal_frames(result: pytest.RunResult) -> None:
 
 
 def test_report_pip_falls_back_uv_is_denied(pytester: pytest.Pytester) -> None:
-    result = _inner(pytester, """
+    result = _inner(
+        pytester,
+        """
         from types import SimpleNamespace
         import pytest
 
@@ -131,53 +133,66 @@ def test_report_pip_falls_back_uv_is_denied(pytester: pytest.Pytester) -> None:
 
         def test_fails_changes_compared(report):
             assert report.pip.changes.under("user") == report.uv.changes.under("user")
-    """)
+    """,
+    )
     result.assert_outcomes(passed=2, failed=5)
-    result.stdout.fnmatch_lines([
-        "*_ test_fails_pip_in_system _*",
-        ">*report.pip.assert_installed(report.wheel, scheme=\"system\")",
-        "E*demo 1.0 (demo-1.0-py3-none-any.whl) is not installed as expected in the system"
-        " scheme: 7 of 7 files wrong",
-        "E*paths relative to *",
-        "E*expected path*found",
-        "E*prefix/*bin/demo-cli*elsewhere: home/.local/bin/demo-cli",
-        "E*prefix/*lib/python3.*/*-packages/demo/__init__.py*elsewhere: "
-        "home/.local/lib/python3.*/site-packages/demo/__init__.py",
-        "E*prefix/*lib/python3.*/*-packages/demo-1.0.dist-info/INSTALLER*missing",
-        "E*-m pip install *demo-1.0-py3-none-any.whl",
-        "E*exit status 0 (backend *)",
-        "E*| Defaulting to user installation because normal site-packages is not writeable",
-    ])
-    result.stdout.fnmatch_lines([
-        "*_ test_fails_pip_not_installed _*",
-        "E*demo 1.0 (demo-1.0-py3-none-any.whl) is installed, at least in part: * paths",
-        "E*home/.local/bin/demo-cli*written by this run: bin/demo-cli",
-        "E*home/.local/lib/python3.*/site-packages/demo-1.0.dist-info*installed: a dist-info"
-        " of this release",
-    ])
-    result.stdout.fnmatch_lines([
-        "*_ test_fails_pip_user_untouched _*",
-        "E*role 'user' (home/.local) was touched: * paths",
-        "E*home/.local/bin/demo-cli*created",
-    ])
-    result.stdout.fnmatch_lines([
-        "*_ test_fails_uv_installed _*",
-        "E*prefix/*bin/demo-cli*missing",
-        "E*prefix/*lib/python3.*/*-packages/demo/__init__.py*missing",
-        "E*exit status [1-9]*",
-        "E*Permission denied (os error 13)*",
-    ])
-    result.stdout.fnmatch_lines([
-        "*_ test_fails_changes_compared _*",
-        "E*assert <Changes: * created, 0 modified, 0 deleted> == <Changes: none>",
-        "E*left (+ created, ~ modified, - deleted; by role):",
-        "E*+ user: bin/demo-cli",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_fails_pip_in_system _*",
+            '>*report.pip.assert_installed(report.wheel, scheme="system")',
+            "E*demo 1.0 (demo-1.0-py3-none-any.whl) is not installed as expected in the system"
+            " scheme: 7 of 7 files wrong",
+            "E*paths relative to *",
+            "E*expected path*found",
+            "E*prefix/*bin/demo-cli*elsewhere: home/.local/bin/demo-cli",
+            "E*prefix/*lib/python3.*/*-packages/demo/__init__.py*elsewhere: "
+            "home/.local/lib/python3.*/site-packages/demo/__init__.py",
+            "E*prefix/*lib/python3.*/*-packages/demo-1.0.dist-info/INSTALLER*missing",
+            "E*-m pip install *demo-1.0-py3-none-any.whl",
+            "E*exit status 0 (backend *)",
+            "E*| Defaulting to user installation because normal site-packages is not writeable",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_fails_pip_not_installed _*",
+            "E*demo 1.0 (demo-1.0-py3-none-any.whl) is installed, at least in part: * paths",
+            "E*home/.local/bin/demo-cli*written by this run: bin/demo-cli",
+            "E*home/.local/lib/python3.*/site-packages/demo-1.0.dist-info*installed: a dist-info"
+            " of this release",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_fails_pip_user_untouched _*",
+            "E*role 'user' (home/.local) was touched: * paths",
+            "E*home/.local/bin/demo-cli*created",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_fails_uv_installed _*",
+            "E*prefix/*bin/demo-cli*missing",
+            "E*prefix/*lib/python3.*/*-packages/demo/__init__.py*missing",
+            "E*exit status [1-9]*",
+            "E*Permission denied (os error 13)*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_fails_changes_compared _*",
+            "E*assert <Changes: * created, 0 modified, 0 deleted> == <Changes: none>",
+            "E*left (+ created, ~ modified, - deleted; by role):",
+            "E*+ user: bin/demo-cli",
+        ]
+    )
     _no_internal_frames(result)
 
 
 def test_scripts_only_lock_pip_leaves_a_partial_install(pytester: pytest.Pytester) -> None:
-    result = _inner(pytester, """
+    result = _inner(
+        pytester,
+        """
         from types import SimpleNamespace
         import pytest
 
@@ -199,29 +214,36 @@ def test_scripts_only_lock_pip_leaves_a_partial_install(pytester: pytest.Pyteste
 
         def test_fails_installed(run):
             run.result.assert_installed(run.wheel, scheme="system")
-    """)
+    """,
+    )
     result.assert_outcomes(passed=1, failed=2)
-    result.stdout.fnmatch_lines([
-        "*_ test_fails_residue _*",
-        ">*run.result.assert_no_residue()",
-        "E*residue of an unfinished install: * paths",
-        "E*prefix/*lib/python3.*/*-packages/demo/__init__.py*listed only by unfinished "
-        "demo-1.0.dist-info",
-        "E*prefix/*lib/python3.*/*-packages/demo-1.0.dist-info*unfinished dist-info:*"
-        "no INSTALLER",
-        "E*exit status 1 (backend *)",
-        "E*Permission denied*prefix/*bin/demo-cli*",
-    ])
-    result.stdout.fnmatch_lines([
-        "*_ test_fails_installed _*",
-        "E*prefix/*bin/demo-cli*missing",
-        "E*prefix/*lib/python3.*/*-packages/demo-1.0.dist-info/INSTALLER*missing",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_fails_residue _*",
+            ">*run.result.assert_no_residue()",
+            "E*residue of an unfinished install: * paths",
+            "E*prefix/*lib/python3.*/*-packages/demo/__init__.py*listed only by unfinished "
+            "demo-1.0.dist-info",
+            "E*prefix/*lib/python3.*/*-packages/demo-1.0.dist-info*unfinished dist-info:*"
+            "no INSTALLER",
+            "E*exit status 1 (backend *)",
+            "E*Permission denied*prefix/*bin/demo-cli*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_fails_installed _*",
+            "E*prefix/*bin/demo-cli*missing",
+            "E*prefix/*lib/python3.*/*-packages/demo-1.0.dist-info/INSTALLER*missing",
+        ]
+    )
     _no_internal_frames(result)
 
 
 def test_upgrade_over_a_root_owned_older_version(pytester: pytest.Pytester) -> None:
-    result = _inner(pytester, """
+    result = _inner(
+        pytester,
+        """
         import os
         from types import SimpleNamespace
         import pytest
@@ -256,31 +278,38 @@ def test_upgrade_over_a_root_owned_older_version(pytester: pytest.Pytester) -> N
 
         def test_fails_old_not_installed(upgrade):
             upgrade.result.assert_not_installed(upgrade.old)
-    """)
+    """,
+    )
     result.assert_outcomes(passed=1, failed=2)
-    result.stdout.fnmatch_lines([
-        "*_ test_fails_new_in_system _*",
-        "E*demo 2.0 (demo-2.0-py3-none-any.whl) is not installed as expected in the system"
-        " scheme*",
-        "E*home/.local/lib/python3.*/site-packages/demo/__init__.py*extra: also installed in "
-        "the user scheme",
-        "E*prefix/*lib/python3.*/*-packages/demo/__init__.py*hash mismatch: expected "
-        "sha256=* got sha256=*",
-        "E*prefix/*lib/python3.*/*-packages/demo-2.0.dist-info/METADATA*elsewhere: "
-        "home/.local/lib/python3.*/site-packages/demo-2.0.dist-info/METADATA",
-        "E*Looking in links: *",
-    ])
-    result.stdout.fnmatch_lines([
-        "*_ test_fails_old_not_installed _*",
-        "E*demo 1.0 (demo-1.0-py3-none-any.whl) is installed, at least in part: 1 paths",
-        "E*prefix/*lib/python3.*/*-packages/demo-1.0.dist-info*installed: a dist-info of "
-        "this release",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_fails_new_in_system _*",
+            "E*demo 2.0 (demo-2.0-py3-none-any.whl) is not installed as expected in the system"
+            " scheme*",
+            "E*home/.local/lib/python3.*/site-packages/demo/__init__.py*extra: also installed in "
+            "the user scheme",
+            "E*prefix/*lib/python3.*/*-packages/demo/__init__.py*hash mismatch: expected "
+            "sha256=* got sha256=*",
+            "E*prefix/*lib/python3.*/*-packages/demo-2.0.dist-info/METADATA*elsewhere: "
+            "home/.local/lib/python3.*/site-packages/demo-2.0.dist-info/METADATA",
+            "E*Looking in links: *",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_fails_old_not_installed _*",
+            "E*demo 1.0 (demo-1.0-py3-none-any.whl) is installed, at least in part: 1 paths",
+            "E*prefix/*lib/python3.*/*-packages/demo-1.0.dist-info*installed: a dist-info of "
+            "this release",
+        ]
+    )
     _no_internal_frames(result)
 
 
 def test_corrupt_hash_names_the_file_and_both_hashes(pytester: pytest.Pytester) -> None:
-    result = _inner(pytester, """
+    result = _inner(
+        pytester,
+        """
         from types import SimpleNamespace
         import pytest
         from conftest import corrupt
@@ -300,18 +329,21 @@ def test_corrupt_hash_names_the_file_and_both_hashes(pytester: pytest.Pytester) 
 
         def test_fails_installed(run):
             run.result.assert_installed(run.bad, scheme="system")
-    """)
+    """,
+    )
     result.assert_outcomes(passed=1, failed=1)
     line = next(ln for ln in result.stdout.lines if ln.startswith("HASHES "))
     claimed, real = line.split()[1:]
     assert claimed.startswith("sha256=AAAA") and real.startswith("sha256=")
-    result.stdout.fnmatch_lines([
-        "*_ test_fails_installed _*",
-        f"E*prefix/*lib/python3.*/*-packages/demo/__init__.py*hash mismatch: expected "
-        f"{claimed} got {real}*",
-        f"E*note: the wheel itself is corrupt: its RECORD says {claimed} for demo/__init__.py "
-        f"but the file in the archive hashes to {real}",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_fails_installed _*",
+            f"E*prefix/*lib/python3.*/*-packages/demo/__init__.py*hash mismatch: expected "
+            f"{claimed} got {real}*",
+            f"E*note: the wheel itself is corrupt: its RECORD says {claimed} for demo/__init__.py "
+            f"but the file in the archive hashes to {real}",
+        ]
+    )
     _no_internal_frames(result)
 
 
@@ -334,8 +366,13 @@ class FakeEnv:
     def paths(self, role: str) -> dict[str, Path]:
         top = self.roles[role]
         site = top / "lib" / "site-packages"
-        return {"purelib": site, "platlib": site, "scripts": top / "bin", "data": top,
-                "headers": top / "include"}
+        return {
+            "purelib": site,
+            "platlib": site,
+            "scripts": top / "bin",
+            "data": top,
+            "headers": top / "include",
+        }
 
     def snapshot(self) -> Snapshot:
         assert self.snap is not None
@@ -385,10 +422,15 @@ def _rows(excinfo: pytest.ExceptionInfo[BaseException]) -> dict[str, str]:
     return rows
 
 
-def test_protocol_result_passes_then_each_problem_is_a_row(make_wheel: MakeWheel,
-                                                           fake: FakeEnv) -> None:
-    wheel = make_wheel("demo", console_scripts={"demo-cli": "demo:main"},
-                       scripts={"tool": "print('t')\n"}, headers={"demo.h": "int d;\n"})
+def test_protocol_result_passes_then_each_problem_is_a_row(
+    make_wheel: MakeWheel, fake: FakeEnv
+) -> None:
+    wheel = make_wheel(
+        "demo",
+        console_scripts={"demo-cli": "demo:main"},
+        scripts={"tool": "print('t')\n"},
+        headers={"demo.h": "int d;\n"},
+    )
     result = _install(fake, wheel)
     assert_installed(result, wheel, "system")
     assert_untouched(result, "user")
@@ -399,15 +441,22 @@ def test_protocol_result_passes_then_each_problem_is_a_row(make_wheel: MakeWheel
     (site / "demo-1.0.dist-info" / "INSTALLER").unlink()
     (fake.roles["system"] / "bin" / "tool").write_text("#!/usr/bin/python2\nprint('t')\n")
     later = _changes(fake)
-    result = FakeResult(fake, Changes(result.changes.created | later.created,
-                                      result.changes.modified | later.modified,
-                                      result.changes.deleted | later.deleted, fake.roles))
+    result = FakeResult(
+        fake,
+        Changes(
+            result.changes.created | later.created,
+            result.changes.modified | later.modified,
+            result.changes.deleted | later.deleted,
+            fake.roles,
+        ),
+    )
     with pytest.raises(PlacementError) as excinfo:
         assert_installed(result, wheel, "system")
     rows = _rows(excinfo)
     rel = "system/lib/site-packages"
-    assert rows["system/bin/tool"].startswith(f"shebang: expected #!{fake.python} "
-                                              "got '#!/usr/bin/python2'; RECORD hash wrong")
+    assert rows["system/bin/tool"].startswith(
+        f"shebang: expected #!{fake.python} got '#!/usr/bin/python2'; RECORD hash wrong"
+    )
     assert rows[f"{rel}/demo/__init__.py"].startswith("hash mismatch: expected sha256=")
     assert "; RECORD hash wrong: installed RECORD says sha256=" in rows[f"{rel}/demo/__init__.py"]
     assert rows[f"{rel}/demo/extra.py"] == "extra: written by this run, not part of the wheel"
@@ -420,26 +469,34 @@ def test_protocol_result_passes_then_each_problem_is_a_row(make_wheel: MakeWheel
     assert str(excinfo.value).rstrip().endswith("exit status 0")
 
 
-def test_scripts_and_launchers_are_checked_for_mode_import_and_body(make_wheel: MakeWheel,
-                                                                   fake: FakeEnv) -> None:
-    wheel = make_wheel("demo", console_scripts={"demo-cli": "demo:main"},
-                       scripts={"tool": "print('t')\n"})
+def test_scripts_and_launchers_are_checked_for_mode_import_and_body(
+    make_wheel: MakeWheel, fake: FakeEnv
+) -> None:
+    wheel = make_wheel(
+        "demo", console_scripts={"demo-cli": "demo:main"}, scripts={"tool": "print('t')\n"}
+    )
     result = _install(fake, wheel)
     bin_dir = fake.roles["system"] / "bin"
     (bin_dir / "demo-cli").write_text(f"#!{fake.python}\nimport sys\n")
     (bin_dir / "tool").chmod(0o644)
     (bin_dir / "tool").write_text(f"#!{fake.python}\nprint('changed')\n")
     later = _changes(fake)
-    result = FakeResult(fake, Changes(result.changes.created | later.created,
-                                      result.changes.modified | later.modified,
-                                      result.changes.deleted | later.deleted, fake.roles))
+    result = FakeResult(
+        fake,
+        Changes(
+            result.changes.created | later.created,
+            result.changes.modified | later.modified,
+            result.changes.deleted | later.deleted,
+            fake.roles,
+        ),
+    )
     with pytest.raises(PlacementError) as excinfo:
         assert_installed(result, wheel, "system")
     rows = _rows(excinfo)
-    assert rows["system/bin/demo-cli"].startswith("launcher does not import demo; "
-                                                  "RECORD hash wrong")
-    assert rows["system/bin/tool"].startswith(
-        "content after the shebang differs: expected sha256=")
+    assert rows["system/bin/demo-cli"].startswith(
+        "launcher does not import demo; RECORD hash wrong"
+    )
+    assert rows["system/bin/tool"].startswith("content after the shebang differs: expected sha256=")
     assert "; not executable (mode 644); RECORD hash wrong" in rows["system/bin/tool"]
 
 
@@ -448,8 +505,7 @@ def _changes(env: FakeEnv) -> Changes:
     return env.snap.update().with_roles(env.roles)
 
 
-def test_stash_and_duplicate_dist_infos_are_residue(make_wheel: MakeWheel,
-                                                    fake: FakeEnv) -> None:
+def test_stash_and_duplicate_dist_infos_are_residue(make_wheel: MakeWheel, fake: FakeEnv) -> None:
     result = _install(fake, make_wheel("demo", "1.0"))
     site = fake.paths("system")["purelib"]
     (site / "~emo").mkdir()
@@ -463,8 +519,9 @@ def test_stash_and_duplicate_dist_infos_are_residue(make_wheel: MakeWheel,
     assert rows[f"{rel}/~emo"] == "stash left by an interrupted uninstall or upgrade"
     assert rows[f"{rel}/demo-2.0.dist-info"] == "unfinished dist-info: has no RECORD"
     assert f"{rel}/demo-2.0.dist-info/METADATA" not in rows  # the dist-info's row covers it
-    assert rows[f"{rel}/demo-1.0.dist-info"] == ("one of 2 dist-infos of demo: "
-                                                  "demo-1.0.dist-info, demo-2.0.dist-info")
+    assert rows[f"{rel}/demo-1.0.dist-info"] == (
+        "one of 2 dist-infos of demo: demo-1.0.dist-info, demo-2.0.dist-info"
+    )
 
 
 def test_untouched_sees_a_rewrite_in_place(make_wheel: MakeWheel, fake: FakeEnv) -> None:
@@ -494,8 +551,11 @@ def test_bad_wheels_never_pass(make_wheel: MakeWheel, fake: FakeEnv, tmp_path: P
     for verdict in (assert_installed, assert_not_installed):
         with pytest.raises(WheelError, match=r"notes.txt: not a wheel: bad file name"):
             verdict(result, not_a_wheel)
-        with pytest.raises(WheelError, match=r"demo-1.0-py3-none-any.whl: "
-                                             r"demo-1.0.dist-info/WHEEL is missing"):
+        with pytest.raises(
+            WheelError,
+            match=r"demo-1.0-py3-none-any.whl: "
+            r"demo-1.0.dist-info/WHEEL is missing",
+        ):
             verdict(result, no_wheel_file)
     with pytest.raises(RoleError, match="scheme='elsewhere': must be 'user', 'system'"):
         resolve_scheme(fake, "elsewhere")
@@ -503,7 +563,8 @@ def test_bad_wheels_never_pass(make_wheel: MakeWheel, fake: FakeEnv, tmp_path: P
 
 def test_assertrepr_for_changes_against_a_set() -> None:
     changes = Changes.of(["/r/home/.local/bin/x"], [], ["/r/prefix/old"]).with_roles(
-        {"user": Path("/r/home/.local"), "system": Path("/r/prefix")})
+        {"user": Path("/r/home/.local"), "system": Path("/r/prefix")}
+    )
     lines = explain_comparison("==", changes, set())
     assert lines is not None
     assert "  + user: bin/x" in lines and "  - system: old" in lines
@@ -516,8 +577,11 @@ def test_writes_outside_allowed_roles_are_noted(make_wheel: MakeWheel, fake: Fak
     result = _install(fake, wheel)
     stray = fake.root / "system" / "stray.txt"
     result = FakeResult(fake, result.changes, outside=frozenset({stray}))
-    with pytest.raises(PlacementError, match=r"note: this run also wrote outside the roles it "
-                                             r"may write: system/stray.txt\n\$ fake install"):
+    with pytest.raises(
+        PlacementError,
+        match=r"note: this run also wrote outside the roles it "
+        r"may write: system/stray.txt\n\$ fake install",
+    ):
         assert_not_installed(result, wheel)
 
 
@@ -527,8 +591,10 @@ def test_verdicts_refuse_a_command_that_never_started(installperm, make_wheel):
     env = installperm.system(externally_managed=False, locked=("system",))
     result = env.run(["no-such-installer-xyz", "install", wheel])
     assert result.error is not None
-    for verdict in (lambda: result.assert_not_installed(wheel),
-                    result.assert_no_residue,
-                    lambda: result.assert_untouched("system")):
+    for verdict in (
+        lambda: result.assert_not_installed(wheel),
+        result.assert_no_residue,
+        lambda: result.assert_untouched("system"),
+    ):
         with pytest.raises(PlacementError, match="the installer never started"):
             verdict()

@@ -34,16 +34,24 @@ STDLIB = Path(sysconfig.get_paths()["stdlib"])
 TEMP_DIRS = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))
 
 
-def craft_wheel(directory: Path, name: str, members: dict[str, bytes], *,
-                record_extra: tuple[str, ...] = (), links: dict[str, str] | None = None) -> Path:
+def craft_wheel(
+    directory: Path,
+    name: str,
+    members: dict[str, bytes],
+    *,
+    record_extra: tuple[str, ...] = (),
+    links: dict[str, str] | None = None,
+) -> Path:
     """A wheel with exactly ``members`` (any names, ``..`` and absolute too),
     a RECORD that lists them (plus ``record_extra`` lines), and ``links``
     stored as zip symlink members (name -> target)."""
     dist_info = f"{name}-1.0.dist-info"
     files = dict(members)
     files[f"{dist_info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode()
-    files[f"{dist_info}/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: installperm-tests\n"
-                                  b"Root-Is-Purelib: true\nTag: py3-none-any\n")
+    files[f"{dist_info}/WHEEL"] = (
+        b"Wheel-Version: 1.0\nGenerator: installperm-tests\n"
+        b"Root-Is-Purelib: true\nTag: py3-none-any\n"
+    )
     record = []
     for member, data in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
@@ -57,8 +65,9 @@ def craft_wheel(directory: Path, name: str, members: dict[str, bytes], *,
             archive.writestr(info, target)
         for member, data in files.items():
             archive.writestr(zipfile.ZipInfo(member, (1980, 1, 1, 0, 0, 0)), data)
-        archive.writestr(zipfile.ZipInfo(f"{dist_info}/RECORD", (1980, 1, 1, 0, 0, 0)),
-                         "\n".join(record) + "\n")
+        archive.writestr(
+            zipfile.ZipInfo(f"{dist_info}/RECORD", (1980, 1, 1, 0, 0, 0)), "\n".join(record) + "\n"
+        )
     return path
 
 
@@ -115,7 +124,8 @@ HOSTILE = {
 def _hostile(tmp_path: Path, kind: str, canary: str) -> Path:
     members, extra, links = HOSTILE[kind]
     return craft_wheel(
-        tmp_path, "evil",
+        tmp_path,
+        "evil",
         {k.replace("CANARY", canary): v for k, v in members.items()},
         record_extra=tuple(e.replace("CANARY", canary) for e in extra),
         links=links,
@@ -124,15 +134,27 @@ def _hostile(tmp_path: Path, kind: str, canary: str) -> Path:
 
 @pytest.mark.parametrize("installer", ["pip", "uv"])
 @pytest.mark.parametrize("kind", sorted(HOSTILE))
-def test_hostile_wheel_stays_inside(installperm: InstallPerm, tmp_path: Path, outside: str,
-                                    kind: str, installer: str) -> None:
+def test_hostile_wheel_stays_inside(
+    installperm: InstallPerm, tmp_path: Path, outside: str, kind: str, installer: str
+) -> None:
     env = installperm.system(externally_managed=False, locked=())
     wheel = _hostile(tmp_path, kind, outside)
     if installer == "pip":
         result = env.pip("install", "--no-index", "--no-deps", wheel)
     else:
-        result = env.run(["uv", "pip", "install", "--offline", "--no-deps", "--python",
-                          env.python, "--system", wheel])
+        result = env.run(
+            [
+                "uv",
+                "pip",
+                "install",
+                "--offline",
+                "--no-deps",
+                "--python",
+                env.python,
+                "--system",
+                wheel,
+            ]
+        )
     assert result.error is None, result.describe()  # a missing uv must not pass
     assert not result.outside, f"writes outside the allowed roles:\n{result.describe()}"
     landed = sorted(str(p) for p in result.changes.all if outside in p.name)
@@ -143,7 +165,8 @@ def test_hostile_wheel_stays_inside(installperm: InstallPerm, tmp_path: Path, ou
         if installer == "pip":
             assert result.returncode != 0, result.describe()
             assert "outside the target directory" in result.output or (
-                "valid scheme key" in result.output), result.describe()
+                "valid scheme key" in result.output
+            ), result.describe()
     else:
         # RECORD-only and symlink members: whatever the installer does, the
         # canary is at most a file inside the site, never behind /tmp
@@ -154,22 +177,29 @@ def test_hostile_wheel_stays_inside(installperm: InstallPerm, tmp_path: Path, ou
 
 
 @pytest.mark.parametrize("backend", ["chmod", "privdrop"])
-def test_write_through_stdlib_wheel(installperm: InstallPerm, tmp_path: Path, outside: str,
-                                    backend: str) -> None:
+def test_write_through_stdlib_wheel(
+    installperm: InstallPerm, tmp_path: Path, outside: str, backend: str
+) -> None:
     """Data files aimed at lib/pythonX.Y/json/ would pass through the stdlib
     symlinks into the template or the real interpreter. Under ``chmod`` as root
     the child is uid 0 (without capabilities) and owns the real stdlib: only
     the read-only mount namespace stands in the way."""
     env = installperm.system(externally_managed=False, locked=(), backend=backend)
     if env.paths("system")["data"] != env.prefix:
-        pytest.skip(f"this base's data scheme is {env.paths('system')['data']}, not the prefix "
-                    "(Debian's posix_local): .data/data cannot reach the stdlib without '..', "
-                    "which test_hostile_wheel_stays_inside covers")
+        pytest.skip(
+            f"this base's data scheme is {env.paths('system')['data']}, not the prefix "
+            "(Debian's posix_local): .data/data cannot reach the stdlib without '..', "
+            "which test_hostile_wheel_stays_inside covers"
+        )
     version = f"python{sysconfig.get_python_version()}"
-    wheel = craft_wheel(tmp_path, "evil", {
-        "evil/__init__.py": b"",
-        f"evil-1.0.data/data/lib/{version}/json/{outside}.py": b"raise SystemExit('pwned')\n",
-    })
+    wheel = craft_wheel(
+        tmp_path,
+        "evil",
+        {
+            "evil/__init__.py": b"",
+            f"evil-1.0.data/data/lib/{version}/json/{outside}.py": b"raise SystemExit('pwned')\n",
+        },
+    )
     result = env.pip("install", "--no-index", "--no-deps", wheel)
     assert result.returncode != 0, result.describe()
     expected = "Read-only file system" if backend == "chmod" else "Errno"
@@ -180,6 +210,7 @@ def test_write_through_stdlib_wheel(installperm: InstallPerm, tmp_path: Path, ou
 
 
 # -- hostile installers -----------------------------------------------------------
+
 
 def _script(env: Environment, body: str) -> Path:
     """Write a child script into the sandbox's work dir, readable by the child."""
@@ -192,9 +223,17 @@ def _script(env: Environment, body: str) -> Path:
 
 def test_installer_writing_outside(installperm: InstallPerm, outside: str) -> None:
     env = installperm.system(externally_managed=False, locked=("system",))
-    targets = [env.home / ".." / outside, Path("/tmp") / outside, Path("/var/tmp") / outside,
-               Path("/dev/shm") / outside, STDLIB / outside, env.root.parent / outside]
-    script = _script(env, f"""
+    targets = [
+        env.home / ".." / outside,
+        Path("/tmp") / outside,
+        Path("/var/tmp") / outside,
+        Path("/dev/shm") / outside,
+        STDLIB / outside,
+        env.root.parent / outside,
+    ]
+    script = _script(
+        env,
+        f"""
         import os
         for target in {[str(t) for t in targets]!r}:
             try:
@@ -203,7 +242,8 @@ def test_installer_writing_outside(installperm: InstallPerm, outside: str) -> No
                 print("WROTE", target)
             except OSError as exc:
                 print("DENIED", exc.errno, target)
-    """)
+    """,
+    )
     result = env.run([env.python, script])
     assert result.returncode == 0, result.describe()
     assert "WROTE" not in result.stdout, result.stdout
@@ -214,17 +254,23 @@ def test_installer_writing_outside(installperm: InstallPerm, outside: str) -> No
     _closed(installperm, env)
 
 
-@pytest.mark.parametrize(("backend", "lock_mode", "errno_name"),
-                         [("privdrop", "deny", "EPERM"), ("mountns", "readonly-fs", "EROFS")])
-def test_installer_chmods_locked_dir_back(installperm: InstallPerm, backend: str,
-                                          lock_mode: str, errno_name: str) -> None:
+@pytest.mark.parametrize(
+    ("backend", "lock_mode", "errno_name"),
+    [("privdrop", "deny", "EPERM"), ("mountns", "readonly-fs", "EROFS")],
+)
+def test_installer_chmods_locked_dir_back(
+    installperm: InstallPerm, backend: str, lock_mode: str, errno_name: str
+) -> None:
     if os.geteuid() != 0 and backend == "privdrop":
         pytest.skip("the privdrop backend needs root")
-    env = installperm.system(externally_managed=False,
-                             locked=("system",), lock_mode=lock_mode, backend=backend)
+    env = installperm.system(
+        externally_managed=False, locked=("system",), lock_mode=lock_mode, backend=backend
+    )
     purelib = env.paths("system")["purelib"]
     mode = stat.S_IMODE(os.stat(purelib).st_mode)
-    script = _script(env, f"""
+    script = _script(
+        env,
+        f"""
         import errno, os
         try:
             os.chmod({str(purelib)!r}, 0o777)
@@ -236,7 +282,8 @@ def test_installer_chmods_locked_dir_back(installperm: InstallPerm, backend: str
             print("WRITE ok")
         except OSError as exc:
             print("WRITE", errno.errorcode[exc.errno])
-    """)
+    """,
+    )
     result = env.run([env.python, script])
     assert f"CHMOD {errno_name}" in result.stdout, result.describe()
     assert "WRITE ok" not in result.stdout, result.describe()
@@ -248,13 +295,16 @@ def test_installer_chmods_locked_dir_back(installperm: InstallPerm, backend: str
 def test_installer_killed_midway(installperm: InstallPerm, outside: str) -> None:
     env = installperm.system(externally_managed=False, locked=("system",))
     target = env.paths("user")["purelib"]
-    script = _script(env, f"""
+    script = _script(
+        env,
+        f"""
         import os, signal
         os.makedirs({str(target)!r}, exist_ok=True)
         open(os.path.join({str(target)!r}, "half.py"), "w").write("# half written")
         os.kill(os.getpid(), signal.SIGKILL)
         open(os.path.join({str(target)!r}, "never.py"), "w").close()
-    """)
+    """,
+    )
     result = env.run([env.python, script])
     assert result.returncode == -signal.SIGKILL, result.describe()
     assert not result.timed_out
@@ -269,7 +319,9 @@ def test_installer_hanging_until_timeout(installperm: InstallPerm, outside: str)
     that keeps writing; the namespace reaper must kill it too."""
     env = installperm.system(externally_managed=False, locked=("system",))
     pidfile = env.sandbox.tmp / "daemon.pid"
-    script = _script(env, f"""
+    script = _script(
+        env,
+        f"""
         import os, time
         if os.fork() == 0:
             os.setsid()
@@ -284,7 +336,8 @@ def test_installer_hanging_until_timeout(installperm: InstallPerm, outside: str)
                     time.sleep(0.05)
             os._exit(0)
         time.sleep(600)
-    """)
+    """,
+    )
     result = env.run([env.python, script], timeout=1.5)
     assert result.timed_out, result.describe()
     assert "timed out after 1.5s" in result.describe()
@@ -304,8 +357,10 @@ def _alive(pid: int) -> bool:
 
 # -- where no namespace is possible: detection, loudly --------------------------
 
-def test_detect_mode_fails_loudly(installperm: InstallPerm, monkeypatch: pytest.MonkeyPatch,
-                                  outside: str) -> None:
+
+def test_detect_mode_fails_loudly(
+    installperm: InstallPerm, monkeypatch: pytest.MonkeyPatch, outside: str
+) -> None:
     """Pretend the platform allows no namespace: the same escape is then made
     for real, and the run must raise ContainmentError naming it."""
     if os.geteuid() != 0:
@@ -318,10 +373,13 @@ def test_detect_mode_fails_loudly(installperm: InstallPerm, monkeypatch: pytest.
     try:
         os.symlink(elsewhere, env.sandbox.work / "link")
         env.snapshot().update()
-        script = _script(env, f"""
+        script = _script(
+            env,
+            f"""
             open("link/{outside}", "w").write("through a symlink")
             open("/tmp/{outside}", "w").write("straight to /tmp")
-        """)
+        """,
+        )
         with pytest.raises(ContainmentError) as caught:
             env.run([env.python, script])
         message = str(caught.value)
@@ -334,8 +392,9 @@ def test_detect_mode_fails_loudly(installperm: InstallPerm, monkeypatch: pytest.
     _closed(installperm, env)
 
 
-def test_remount_fallback_for_old_kernels(installperm: InstallPerm,
-                                          monkeypatch: pytest.MonkeyPatch, outside: str) -> None:
+def test_remount_fallback_for_old_kernels(
+    installperm: InstallPerm, monkeypatch: pytest.MonkeyPatch, outside: str
+) -> None:
     """Kernels before 5.12 have no mount_setattr: each mount is remounted
     instead. Pointing the syscall number at nothing takes that path here."""
     if contain.namespace_mode()[0] == "detect":
@@ -343,7 +402,9 @@ def test_remount_fallback_for_old_kernels(installperm: InstallPerm,
     monkeypatch.setattr(contain, "SYS_MOUNT_SETATTR", 99999)  # ENOSYS
     env = installperm.system(externally_managed=False, locked=("system",), lock_mode="readonly-fs")
     purelib = env.paths("system")["purelib"]
-    script = _script(env, f"""
+    script = _script(
+        env,
+        f"""
         import errno
         for target in ({str(purelib / outside)!r}, "/tmp/{outside}", "{env.home}/{outside}"):
             try:
@@ -351,11 +412,15 @@ def test_remount_fallback_for_old_kernels(installperm: InstallPerm,
                 print("WROTE", target)
             except OSError as exc:
                 print(errno.errorcode[exc.errno], target)
-    """)
+    """,
+    )
     result = env.run([env.python, script])
     lines = result.stdout.splitlines()
-    assert lines == [f"EROFS {purelib / outside}", f"EROFS /tmp/{outside}",
-                     f"WROTE {env.home}/{outside}"], result.describe()
+    assert lines == [
+        f"EROFS {purelib / outside}",
+        f"EROFS /tmp/{outside}",
+        f"WROTE {env.home}/{outside}",
+    ], result.describe()
     _closed(installperm, env)
 
 

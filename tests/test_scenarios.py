@@ -71,18 +71,24 @@ def test_a_minimal_file_gets_the_documented_defaults(tmp_path):
     assert scenario.environment.externally_managed is False
     assert scenario.request == Request()
     assert (scenario.wheel.name, scenario.wheel.version, scenario.wheel.console_scripts) == (
-        "demo", "1.0", True)
+        "demo",
+        "1.0",
+        True,
+    )
     assert scenario.outcome is None  # the oracle decides
 
 
 def test_declared_divergences_and_known_breaks_are_read(tmp_path):
     path = tmp_path / "declared.toml"
-    path.write_text(VALID.format(name="declared") + textwrap.dedent("""
+    path.write_text(
+        VALID.format(name="declared")
+        + textwrap.dedent("""
         [installer.uv]
         diverges = { outcome = "error", reason = "no fallback" }
         [installer.pip.breaks]
         residue = "no rollback"
-    """))
+    """)
+    )
     scenario = load_file(path)
     assert scenario.installers["uv"].diverges == ("error", "no fallback")
     assert dict(scenario.installers["pip"].breaks) == {"residue": "no rollback"}
@@ -94,26 +100,31 @@ BAD = [
     ("[environment]\nlocked = ['etc']", "'environment.locked'", "roles are"),
     ("[environment]\nhome = 'gone'", "'environment.home'", "must be one of"),
     ("[environment]\nuser_site = 'yes'", "'environment.user_site'", "must be a bool"),
-    ("[environment]\nkind = 'venv'\nexternally_managed = true",
-     "'environment.externally_managed'", "kind = 'system' only"),
-    ("[environment]\npreinstalled = ['demo>=0.9']", "'environment.preinstalled'",
-     "NAME==VERSION"),
+    (
+        "[environment]\nkind = 'venv'\nexternally_managed = true",
+        "'environment.externally_managed'",
+        "kind = 'system' only",
+    ),
+    ("[environment]\npreinstalled = ['demo>=0.9']", "'environment.preinstalled'", "NAME==VERSION"),
     ("[request]\nupgrade = true", "'request.upgrade'", "needs environment.preinstalled"),
     ("[request]\nprefix = true\ntarget = true", "'request.prefix'", "mutually exclusive"),
     ("[request]\nuser_via = 'env'", "'request.user_via'", "needs 'user'"),
     ("[request]\nuser = 1", "'request.user'", "must be a bool"),
     ("[expect]\noutcome = 'somewhere'", "'expect.outcome'", "must be one of system"),
     ("[installer.uv.breaks]\nspeed = 'slow'", "'installer.uv.breaks'", "invariants are"),
-    ("[installer.uv.diverges]\noutcome = 'error'", "'installer.uv.diverges.reason'",
-     "is required"),
+    ("[installer.uv.diverges]\noutcome = 'error'", "'installer.uv.diverges.reason'", "is required"),
     ("[wheel]\nversion = 'one'", "'wheel.version'", "valid version"),
-    ("[installer.uv]\noutcome = 'user'\ndiverges = { outcome = 'error', reason = 'x' }",
-     "'installer.uv.diverges'", "contradicts 'outcome'"),
+    (
+        "[installer.uv]\noutcome = 'user'\ndiverges = { outcome = 'error', reason = 'x' }",
+        "'installer.uv.diverges'",
+        "contradicts 'outcome'",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("extra", "key", "rule"), BAD,
-                         ids=[b[1].strip("'") + "-" + str(i) for i, b in enumerate(BAD)])
+@pytest.mark.parametrize(
+    ("extra", "key", "rule"), BAD, ids=[b[1].strip("'") + "-" + str(i) for i, b in enumerate(BAD)]
+)
 def test_a_malformed_file_names_file_key_and_rule(tmp_path, extra, key, rule):
     path = tmp_path / "bad.toml"
     path.write_text(VALID.format(name="bad") + extra + "\n")
@@ -125,12 +136,15 @@ def test_a_malformed_file_names_file_key_and_rule(tmp_path, extra, key, rule):
     assert rule in message
 
 
-@pytest.mark.parametrize(("text", "rule"), [
-    ('description = "x"', "key 'name' is required"),
-    ('name = "other"\ndescription = "x"', "must equal the file name"),
-    ('name = "bad"\ndescription = "  "', "must say why"),
-    ('name = "bad"\ndescription = "x', "is not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        ('description = "x"', "key 'name' is required"),
+        ('name = "other"\ndescription = "x"', "must equal the file name"),
+        ('name = "bad"\ndescription = "  "', "must say why"),
+        ('name = "bad"\ndescription = "x', "is not valid TOML"),
+    ],
+)
 def test_name_description_and_syntax_are_checked(tmp_path, text, rule):
     path = tmp_path / "bad.toml"
     path.write_text(text + "\n")
@@ -158,7 +172,8 @@ def test_request_describes_itself_in_pip_words():
     assert Request(user=True, prefix=True).describe() == "--user --prefix"
     assert Request(user=True, user_via="env").describe() == "PIP_USER=1"
     assert Request(user=False, break_system_packages=True).describe() == (
-        "--no-user --break-system-packages")
+        "--no-user --break-system-packages"
+    )
 
 
 def test_builtin_files_are_shipped_as_package_data():

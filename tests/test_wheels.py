@@ -87,8 +87,9 @@ def test_scripts_are_executable_in_the_archive(make_wheel: MakeWheel) -> None:
 
 
 def test_platlib_wheel_has_a_platform_tag(make_wheel: MakeWheel) -> None:
-    wheel = make_wheel("fast", "2.1", platlib={"fast/__init__.py": ""},
-                       purelib={"fast_helpers.py": ""})
+    wheel = make_wheel(
+        "fast", "2.1", platlib={"fast/__init__.py": ""}, purelib={"fast_helpers.py": ""}
+    )
     tag = platform_tag()
     assert wheel.name == f"fast-2.1-{tag}.whl"
     assert not tag.endswith("-any")
@@ -111,30 +112,37 @@ def test_names_and_versions_are_normalised(make_wheel: MakeWheel) -> None:
     wheel = make_wheel("Demo.Pkg", "01.0.0")
     assert wheel.name == "demo_pkg-1.0.0-py3-none-any.whl"
     layout = read_wheel(wheel)
-    assert (layout.project, layout.metadata_name, layout.version) == ("demo-pkg", "Demo.Pkg",
-                                                                      "1.0.0")
+    assert (layout.project, layout.metadata_name, layout.version) == (
+        "demo-pkg",
+        "Demo.Pkg",
+        "1.0.0",
+    )
     assert ("purelib", "demo_pkg/__init__.py") in {(m.scheme, m.path) for m in layout.members}
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"name": "bad name"}, "not a valid project name (PEP 508"),
-    ({"name": "-demo"}, "not a valid project name"),
-    ({"version": "one"}, "wheel version 'one': not a valid PEP 440 version"),
-    ({"tag": "py3-none"}, "wheel tag 'py3-none': not a valid tag set"),
-    ({"purelib": {"../escape.py": ""}}, "root path '../escape.py': must be a relative path"),
-    ({"data": {"/etc/passwd": ""}}, "data path '/etc/passwd': must be a relative path"),
-    ({"purelib": {"demo-1.0.dist-info/X": ""}}, "the .dist-info directory is generated"),
-])
-def test_bad_input_is_refused_with_the_rule(make_wheel: MakeWheel, kwargs: dict[str, object],
-                                            message: str) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": "bad name"}, "not a valid project name (PEP 508"),
+        ({"name": "-demo"}, "not a valid project name"),
+        ({"version": "one"}, "wheel version 'one': not a valid PEP 440 version"),
+        ({"tag": "py3-none"}, "wheel tag 'py3-none': not a valid tag set"),
+        ({"purelib": {"../escape.py": ""}}, "root path '../escape.py': must be a relative path"),
+        ({"data": {"/etc/passwd": ""}}, "data path '/etc/passwd': must be a relative path"),
+        ({"purelib": {"demo-1.0.dist-info/X": ""}}, "the .dist-info directory is generated"),
+    ],
+)
+def test_bad_input_is_refused_with_the_rule(
+    make_wheel: MakeWheel, kwargs: dict[str, object], message: str
+) -> None:
     args = {"name": "demo", "version": "1.0", **kwargs}
     with pytest.raises(WheelError, match=re.escape(message)):
         make_wheel(**args)  # type: ignore[arg-type]
 
 
-def test_fixture_writes_where_a_dropped_uid_can_read(make_wheel: MakeWheel,
-                                                     tmp_path_factory: pytest.TempPathFactory
-                                                     ) -> None:
+def test_fixture_writes_where_a_dropped_uid_can_read(
+    make_wheel: MakeWheel, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     wheel = make_wheel("demo")
     basetemp = tmp_path_factory.getbasetemp()
     assert basetemp not in wheel.parents
@@ -165,25 +173,40 @@ def test_not_a_zip(tmp_path: Path) -> None:
         read_wheel(path)
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    ({"demo-1.0.dist-info/RECORD": None}, r"demo-1.0.dist-info/RECORD is missing"),
-    ({"demo-1.0.dist-info/RECORD": b"demo/__init__.py,sha256=x\n"},
-     r"RECORD is broken: .*expected 3 elements, got 2"),
-    ({"demo-1.0.dist-info/RECORD": b"demo/__init__.py,,\n"},
-     r"RECORD is broken: .*demo-1.0.dist-info/METADATA is not mentioned in RECORD"),
-    ({"demo-1.0.dist-info/RECORD": b"demo/__init__.py,md5sum=abc,3\n"},
-     r"RECORD is broken: .*invalid hash algorithm 'md5sum'"),
-    ({"demo-1.0.dist-info/WHEEL": None}, r"demo-1.0.dist-info/WHEEL is missing"),
-    ({"demo-1.0.dist-info/WHEEL": b"Wheel-Version: 2.0\nRoot-Is-Purelib: true\n"},
-     r"WHEEL: Wheel-Version 2.0 is not 1.x"),
-    ({"demo-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\n"},
-     r"WHEEL: Root-Is-Purelib must be 'true' or 'false', got None"),
-    ({"demo-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: other\nVersion: 1.0\n"},
-     r"METADATA Name 'other' does not match the file name's 'demo'"),
-])
-def test_broken_wheels_name_the_file_and_the_problem(make_wheel: MakeWheel, tmp_path: Path,
-                                                     edit: dict[str, bytes | None],
-                                                     message: str) -> None:
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"demo-1.0.dist-info/RECORD": None}, r"demo-1.0.dist-info/RECORD is missing"),
+        (
+            {"demo-1.0.dist-info/RECORD": b"demo/__init__.py,sha256=x\n"},
+            r"RECORD is broken: .*expected 3 elements, got 2",
+        ),
+        (
+            {"demo-1.0.dist-info/RECORD": b"demo/__init__.py,,\n"},
+            r"RECORD is broken: .*demo-1.0.dist-info/METADATA is not mentioned in RECORD",
+        ),
+        (
+            {"demo-1.0.dist-info/RECORD": b"demo/__init__.py,md5sum=abc,3\n"},
+            r"RECORD is broken: .*invalid hash algorithm 'md5sum'",
+        ),
+        ({"demo-1.0.dist-info/WHEEL": None}, r"demo-1.0.dist-info/WHEEL is missing"),
+        (
+            {"demo-1.0.dist-info/WHEEL": b"Wheel-Version: 2.0\nRoot-Is-Purelib: true\n"},
+            r"WHEEL: Wheel-Version 2.0 is not 1.x",
+        ),
+        (
+            {"demo-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\n"},
+            r"WHEEL: Root-Is-Purelib must be 'true' or 'false', got None",
+        ),
+        (
+            {"demo-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: other\nVersion: 1.0\n"},
+            r"METADATA Name 'other' does not match the file name's 'demo'",
+        ),
+    ],
+)
+def test_broken_wheels_name_the_file_and_the_problem(
+    make_wheel: MakeWheel, tmp_path: Path, edit: dict[str, bytes | None], message: str
+) -> None:
     bad = _rewrite(make_wheel("demo"), tmp_path, edit)
     with pytest.raises(WheelError, match=message) as info:
         read_wheel(bad)
@@ -193,8 +216,15 @@ def test_broken_wheels_name_the_file_and_the_problem(make_wheel: MakeWheel, tmp_
 def test_corrupt_hash_is_read_with_both_hashes(make_wheel: MakeWheel, tmp_path: Path) -> None:
     wheel = make_wheel("demo")
     record = _members(wheel)["demo-1.0.dist-info/RECORD"]
-    bad = _rewrite(wheel, tmp_path, {"demo-1.0.dist-info/RECORD": record.replace(
-        b"demo/__init__.py,sha256=", b"demo/__init__.py,sha256=AAAA")})
+    bad = _rewrite(
+        wheel,
+        tmp_path,
+        {
+            "demo-1.0.dist-info/RECORD": record.replace(
+                b"demo/__init__.py,sha256=", b"demo/__init__.py,sha256=AAAA"
+            )
+        },
+    )
     (member,) = read_wheel(bad).corrupt
     real = file_hash(_members(wheel)["demo/__init__.py"])
     assert member.path == "demo/__init__.py"
@@ -209,9 +239,14 @@ def test_destinations_for_a_target_and_a_mapping(make_wheel: MakeWheel, tmp_path
     layout = read_wheel(make_wheel("Demo", **FULL))  # type: ignore[arg-type]
     found = {str(p.relative_to(tmp_path)) for p in destinations(layout, target_scheme(tmp_path))}
     assert found == {
-        "bin/demo", "bin/demo-gui", "bin/demo-sh", "demo/__init__.py",
-        "demo-1.0.dist-info/METADATA", "demo-1.0.dist-info/WHEEL",
-        "demo-1.0.dist-info/entry_points.txt", "include/python/demo/demo.h",
+        "bin/demo",
+        "bin/demo-gui",
+        "bin/demo-sh",
+        "demo/__init__.py",
+        "demo-1.0.dist-info/METADATA",
+        "demo-1.0.dist-info/WHEEL",
+        "demo-1.0.dist-info/entry_points.txt",
+        "include/python/demo/demo.h",
         "share/demo/readme.txt",
     }
     scheme = {k: tmp_path / k for k in ("purelib", "platlib", "scripts", "data", "headers")}
@@ -225,10 +260,13 @@ def test_prefix_scheme_moves_the_system_scheme(tmp_path: Path) -> None:
     class Env:
         def paths(self, role: str) -> dict[str, Path]:
             base = Path("/opt/py")
-            return {"purelib": base / "lib/python3.11/site-packages",
-                    "platlib": base / "lib/python3.11/site-packages",
-                    "scripts": base / "bin", "data": base,
-                    "headers": base / "include/python3.11"}
+            return {
+                "purelib": base / "lib/python3.11/site-packages",
+                "platlib": base / "lib/python3.11/site-packages",
+                "scripts": base / "bin",
+                "data": base,
+                "headers": base / "include/python3.11",
+            }
 
     scheme = prefix_scheme(Env(), tmp_path)  # type: ignore[arg-type]
     assert scheme.paths["purelib"] == tmp_path / "lib/python3.11/site-packages"
@@ -238,11 +276,17 @@ def test_prefix_scheme_moves_the_system_scheme(tmp_path: Path) -> None:
 # -- preinstalling ------------------------------------------------------------
 
 
-def test_install_wheel_owns_files_like_a_package_manager(make_wheel: MakeWheel,
-                                                          tmp_path: Path) -> None:
+def test_install_wheel_owns_files_like_a_package_manager(
+    make_wheel: MakeWheel, tmp_path: Path
+) -> None:
     wheel = make_wheel("demo", **FULL)  # type: ignore[arg-type]
-    scheme = {"purelib": tmp_path / "site", "platlib": tmp_path / "site",
-              "scripts": tmp_path / "bin", "data": tmp_path, "headers": tmp_path / "include"}
+    scheme = {
+        "purelib": tmp_path / "site",
+        "platlib": tmp_path / "site",
+        "scripts": tmp_path / "bin",
+        "data": tmp_path,
+        "headers": tmp_path / "include",
+    }
     old = os.umask(0o077)
     try:
         layout = install_wheel(wheel, scheme, Path("/usr/bin/python3"))
@@ -263,11 +307,20 @@ def test_install_wheel_owns_files_like_a_package_manager(make_wheel: MakeWheel,
 def test_install_wheel_refuses_a_corrupt_wheel(make_wheel: MakeWheel, tmp_path: Path) -> None:
     wheel = make_wheel("demo")
     record = _members(wheel)["demo-1.0.dist-info/RECORD"]
-    bad = _rewrite(wheel, tmp_path, {"demo-1.0.dist-info/RECORD": record.replace(
-        b"demo/__init__.py,sha256=", b"demo/__init__.py,sha256=AAAA")})
-    scheme = {k: tmp_path / "s" / k for k in ("purelib", "platlib", "scripts", "data",
-                                               "headers")}
-    with pytest.raises(WheelError, match=r"RECORD hashes are wrong: demo/__init__.py "
-                                         r"\(RECORD sha256=AAAA.*, content sha256="):
+    bad = _rewrite(
+        wheel,
+        tmp_path,
+        {
+            "demo-1.0.dist-info/RECORD": record.replace(
+                b"demo/__init__.py,sha256=", b"demo/__init__.py,sha256=AAAA"
+            )
+        },
+    )
+    scheme = {k: tmp_path / "s" / k for k in ("purelib", "platlib", "scripts", "data", "headers")}
+    with pytest.raises(
+        WheelError,
+        match=r"RECORD hashes are wrong: demo/__init__.py "
+        r"\(RECORD sha256=AAAA.*, content sha256=",
+    ):
         install_wheel(bad, scheme, Path("/usr/bin/python3"))
     assert not (tmp_path / "s").exists()

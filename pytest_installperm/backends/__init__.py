@@ -93,8 +93,7 @@ class Backend:
         """
         if self._containment is None or self._containment.root != sandbox_root:
             mode, _why = namespace_mode()
-            self._containment = Containment(sandbox_root, mode, self.readonly,
-                                            self.identity())
+            self._containment = Containment(sandbox_root, mode, self.readonly, self.identity())
         return Contained(argv, self._containment)
 
     def identity(self) -> tuple[int, int] | None:
@@ -125,8 +124,13 @@ def _walk(top: Path, skip: frozenset[Path]) -> list[tuple[str, bool, int]]:
                         stack.append(entry.path)
                     else:
                         st = entry.stat(follow_symlinks=False)
-                        found.append((entry.path, False, st.st_nlink if entry.is_file(
-                            follow_symlinks=False) else 0))
+                        found.append(
+                            (
+                                entry.path,
+                                False,
+                                st.st_nlink if entry.is_file(follow_symlinks=False) else 0,
+                            )
+                        )
         except FileNotFoundError:
             continue
     return found

@@ -76,13 +76,23 @@ LINUX_CAPABILITY_VERSION_3 = 0x20080522
 #: Namespace modes, best first; "detect" means: no namespace, watch instead.
 MODES = ("mount", "userns", "detect")
 #: Options in /proc/self/mountinfo that a per-mount remount must keep.
-_KEEP_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC,
-               "noatime": MS_NOATIME, "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME}
+_KEEP_FLAGS = {
+    "nosuid": MS_NOSUID,
+    "nodev": MS_NODEV,
+    "noexec": MS_NOEXEC,
+    "noatime": MS_NOATIME,
+    "nodiratime": MS_NODIRATIME,
+    "relatime": MS_RELATIME,
+}
 
 
 class _MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
 
 
 class _CapHeader(ctypes.Structure):
@@ -90,8 +100,11 @@ class _CapHeader(ctypes.Structure):
 
 
 class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
 
 
 _LIBC: ctypes.CDLL | None = None
@@ -102,12 +115,22 @@ def _libc() -> ctypes.CDLL:
     global _LIBC
     if _LIBC is None:
         lib = ctypes.CDLL(None, use_errno=True)  # this process: libc is linked in
-        lib.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
-                              ctypes.c_ulong, ctypes.c_void_p]
+        lib.mount.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_ulong,
+            ctypes.c_void_p,
+        ]
         lib.unshare.argtypes = [ctypes.c_int]
         lib.syscall.restype = ctypes.c_long
-        lib.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                              ctypes.c_ulong]
+        lib.prctl.argtypes = [
+            ctypes.c_int,
+            ctypes.c_ulong,
+            ctypes.c_ulong,
+            ctypes.c_ulong,
+            ctypes.c_ulong,
+        ]
         _LIBC = lib
     return _LIBC
 
@@ -178,16 +201,16 @@ class Enter:
             _write("/proc/self/gid_map", b"%d %d 1" % (gid, gid))
         else:
             _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
-        _check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None),
-               "mount --make-rprivate /")
+        _check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
         self._set_readonly(b"/", True, recursive=True)
         if not self.drop_caps and _PROC_IS_MOUNT:
             # A non-root child may keep its own /proc files (uid_map for a
             # nested sandbox); a root child may not (sysctls are root's 0644).
             self._set_readonly(b"/proc", False, recursive=False)
         if self.root is not None:
-            _check(libc.mount(self.root, self.root, None, MS_BIND | MS_REC, None),
-                   "bind the sandbox")
+            _check(
+                libc.mount(self.root, self.root, None, MS_BIND | MS_REC, None), "bind the sandbox"
+            )
             self._set_readonly(self.root, False, recursive=True)
         for path in self.readonly:
             _check(libc.mount(path, path, None, MS_BIND | MS_REC, None), "bind a locked tree")
@@ -203,11 +226,17 @@ class Enter:
     def _set_readonly(self, path: bytes, readonly: bool, *, recursive: bool) -> None:
         libc = _libc()
         if not self.mountinfo:
-            attr = _MountAttr(MOUNT_ATTR_RDONLY if readonly else 0,
-                              0 if readonly else MOUNT_ATTR_RDONLY, 0, 0)
-            result = libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, path,
-                                  AT_RECURSIVE if recursive else 0, ctypes.byref(attr),
-                                  ctypes.sizeof(attr))
+            attr = _MountAttr(
+                MOUNT_ATTR_RDONLY if readonly else 0, 0 if readonly else MOUNT_ATTR_RDONLY, 0, 0
+            )
+            result = libc.syscall(
+                SYS_MOUNT_SETATTR,
+                AT_FDCWD,
+                path,
+                AT_RECURSIVE if recursive else 0,
+                ctypes.byref(attr),
+                ctypes.sizeof(attr),
+            )
             if result == 0:
                 return
             if ctypes.get_errno() != errno.ENOSYS:
@@ -215,8 +244,10 @@ class Enter:
             self.mountinfo = True
         for point, flags in _mounts_under(path, recursive):
             flags = flags | MS_RDONLY if readonly else flags & ~MS_RDONLY
-            _check(libc.mount(None, point, None, MS_REMOUNT | MS_BIND | flags, None),
-                   f"remount {point.decode(errors='replace')}")
+            _check(
+                libc.mount(None, point, None, MS_REMOUNT | MS_BIND | flags, None),
+                f"remount {point.decode(errors='replace')}",
+            )
 
     def _drop(self) -> None:
         if self.uid is not None and self.gid is not None:
@@ -272,12 +303,27 @@ def _try(mode: str) -> str | None:
     """Start ``true`` in ``mode``; None if it worked, else why not."""
     _libc()
     channel = Channel()
-    enter = Enter(mode, None, (), None, None, (os.getuid(), os.getgid()),
-                  os.geteuid() == 0, _cap_last(), channel.child_fd)
+    enter = Enter(
+        mode,
+        None,
+        (),
+        None,
+        None,
+        (os.getuid(), os.getgid()),
+        os.geteuid() == 0,
+        _cap_last(),
+        channel.child_fd,
+    )
     try:
-        done = subprocess.run([_true()], preexec_fn=enter, pass_fds=(channel.child_fd,),
-                              stdin=subprocess.DEVNULL, capture_output=True, check=False,
-                              timeout=30)
+        done = subprocess.run(
+            [_true()],
+            preexec_fn=enter,
+            pass_fds=(channel.child_fd,),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+            timeout=30,
+        )
         text, namespace = channel.receive()
         if namespace is not None:
             os.close(namespace)
@@ -340,6 +386,7 @@ class Channel:
 
 # -- detection, where no namespace is possible -----------------------------
 
+
 class Watch:
     """Before and after state of every place a contained write could land.
 
@@ -361,8 +408,9 @@ class Watch:
         tops = [t for t in tops if not any(_inside(t, o) and t != o for o in tops)]
         self.trees = [Snapshot.take(Path(t)) for t in tops]
         self.files = {f: _lstat(f) for f in sorted(files)}
-        self.flat = sorted({str(sandbox_root.parent), tempfile.gettempdir(), "/tmp",
-                            "/var/tmp", "/dev/shm"})
+        self.flat = sorted(
+            {str(sandbox_root.parent), tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"}
+        )
         self.listings = {d: _names(d) for d in self.flat}
 
     def begin(self) -> None:
@@ -425,6 +473,7 @@ def _symlink_targets(top: Path) -> set[str]:
 
 # -- one run ----------------------------------------------------------------
 
+
 @dataclass
 class Containment:
     """How one environment's children are kept inside its sandbox."""
@@ -458,8 +507,15 @@ class Containment:
         uid, gid = self.identity if self.identity else (None, None)
         stays_root = (uid if uid is not None else os.geteuid()) == 0
         kwargs["preexec_fn"] = Enter(
-            self.mode, os.fsencode(self.root), tuple(map(os.fsencode, self.readonly)),
-            uid, gid, (os.getuid(), os.getgid()), stays_root, _cap_last(), report_fd,
+            self.mode,
+            os.fsencode(self.root),
+            tuple(map(os.fsencode, self.readonly)),
+            uid,
+            gid,
+            (os.getuid(), os.getgid()),
+            stays_root,
+            _cap_last(),
+            report_fd,
         )
         kwargs["pass_fds"] = (*tuple(kwargs.get("pass_fds", ())), report_fd)  # type: ignore[arg-type]
         return kwargs
@@ -558,5 +614,13 @@ def containment_of(argv: Sequence[str]) -> Optional[Containment]:
     return found if isinstance(found, Containment) else None
 
 
-__all__ = ["MODES", "Contained", "Containment", "Enter", "Watch", "containment_of",
-           "namespace_mode", "reap"]
+__all__ = [
+    "MODES",
+    "Contained",
+    "Containment",
+    "Enter",
+    "Watch",
+    "containment_of",
+    "namespace_mode",
+    "reap",
+]

@@ -49,8 +49,12 @@ class MountnsBackend(Backend):
             )
         if self.as_root and self.uid == 0:
             return "backend 'mountns' was given uid 0 for the child, and root could remount"
-        if (not self.as_root and spec.mode == "deny" and spec.needs_denial
-                and bypasses_permissions()):
+        if (
+            not self.as_root
+            and spec.mode == "deny"
+            and spec.needs_denial
+            and bypasses_permissions()
+        ):
             return (
                 f"backend 'mountns' with lock_mode='deny' cannot make the lock "
                 f"({spec.describe()}) hold: this process has CAP_DAC_OVERRIDE without "

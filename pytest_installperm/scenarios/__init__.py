@@ -45,10 +45,26 @@ KINDS = ("system", "venv")
 USER_VIA = ("flag", "env")
 BUILTIN_DIR = Path(__file__).parent
 
-_TOP = {"name", "description", "references", "environment", "wheel", "request", "expect",
-        "installer"}
-_ENVIRONMENT = {"kind", "locked", "home", "user_site", "externally_managed",
-                "system_site_packages", "preinstalled", "lock_mode"}
+_TOP = {
+    "name",
+    "description",
+    "references",
+    "environment",
+    "wheel",
+    "request",
+    "expect",
+    "installer",
+}
+_ENVIRONMENT = {
+    "kind",
+    "locked",
+    "home",
+    "user_site",
+    "externally_managed",
+    "system_site_packages",
+    "preinstalled",
+    "lock_mode",
+}
 _WHEEL = {"name", "version", "console_scripts"}
 _REQUEST = {"user", "user_via", "prefix", "target", "root", "break_system_packages", "upgrade"}
 _EXPECT = {"outcome", "message"}
@@ -153,15 +169,15 @@ class Scenario:
 class _Reader:
     """Typed access to one table of one file; every error names file and key."""
 
-    def __init__(self, path: Path, table: Mapping[str, Any], where: str,
-                 known: set[str]) -> None:
+    def __init__(self, path: Path, table: Mapping[str, Any], where: str, known: set[str]) -> None:
         self.path = path
         self.table = table
         self.where = where
         unknown = sorted(set(table) - known)
         if unknown:
-            self.fail(unknown[0],
-                      f"is not a known key here; known keys: {', '.join(sorted(known))}")
+            self.fail(
+                unknown[0], f"is not a known key here; known keys: {', '.join(sorted(known))}"
+            )
 
     def key(self, name: str) -> str:
         return f"{self.where}.{name}" if self.where else name
@@ -181,8 +197,14 @@ class _Reader:
             self.fail(name, f"must be a {kind.__name__}, got {value!r}")
         return value
 
-    def choice(self, name: str, choices: Iterable[str], default: str | None = None, *,
-               required: bool = False) -> Any:
+    def choice(
+        self,
+        name: str,
+        choices: Iterable[str],
+        default: str | None = None,
+        *,
+        required: bool = False,
+    ) -> Any:
         value = self.get(name, str, default, required=required)
         options = tuple(choices)
         if value is not None and value not in options:
@@ -315,8 +337,11 @@ def _installers(top: _Reader) -> dict[str, InstallerExpectation]:
             top.fail(f"installer.{name}", "must be a table")
         r = _Reader(top.path, table[name], f"installer.{name}", _INSTALLER)
         if "outcome" in r.table and "diverges" in r.table:
-            r.fail("diverges", "contradicts 'outcome' in the same table: an installer either "
-                   "is expected to give that outcome, or diverges from pip's with a reason")
+            r.fail(
+                "diverges",
+                "contradicts 'outcome' in the same table: an installer either "
+                "is expected to give that outcome, or diverges from pip's with a reason",
+            )
         diverges = None
         if "diverges" in r.table:
             d = r.table_of("diverges", _DIVERGES)

@@ -14,8 +14,7 @@ from plugin_app import PluginInstallError, install_plugin, installed_plugins
 
 @pytest.fixture
 def plugin(make_wheel):
-    return make_wheel("plugin-app-hello", "1.0",
-                      console_scripts={"hello": "plugin_app_hello:main"})
+    return make_wheel("plugin-app-hello", "1.0", console_scripts={"hello": "plugin_app_hello:main"})
 
 
 def test_read_only_system_site_installs_into_the_user_site(installperm_fakefs, plugin):
@@ -61,10 +60,13 @@ def test_unwritable_home_fails_without_residue(installperm_fakefs, plugin):
     result.assert_no_residue()
 
 
-@pytest.mark.parametrize(("layout", "suffix"), [
-    ("windows", "AppData/Roaming/Python/Python{X}{Y}/site-packages"),
-    ("macos-framework", "Library/Python/{X}.{Y}/lib/python/site-packages"),
-])
+@pytest.mark.parametrize(
+    ("layout", "suffix"),
+    [
+        ("windows", "AppData/Roaming/Python/Python{X}{Y}/site-packages"),
+        ("macos-framework", "Library/Python/{X}.{Y}/lib/python/site-packages"),
+    ],
+)
 def test_user_site_of_other_platforms(installperm_fakefs, plugin, layout, suffix):
     import sys
 
