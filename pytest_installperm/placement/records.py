@@ -1,0 +1,136 @@
+"""Installed ``.dist-info`` directories and their RECORDs, and the small facts
+about files that decide what counts against an install (bytecode, scratch
+roles, what a run wrote)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from installer.records import InvalidRecordEntry, RecordEntry, parse_record_file
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from pytest_installperm.placement.protocol import ChangesLike, EnvironmentLike
+from pytest_installperm.wheels import WheelLayout
+
+#: Files an installer adds to a ``.dist-info`` directory, and who writes them
+#: (measured with pip 26.3 and uv 0.13.8).
+GENERATED_METADATA: Mapping[str, str] = {
+    "INSTALLER": "PEP 376: the installer's name; pip writes 'pip', uv 'uv'",
+    "RECORD": "PEP 376: every installed file with its hash, written last",
+    "REQUESTED": "PEP 376: installed because the user asked for it (pip, uv)",
+    "direct_url.json": "PEP 610: installed from a file or URL, not an index (pip, uv)",
+    "uv_cache.json": "uv only: the cache key of what it installed",
+}
+#: uv locks the environment it installs into with this file at its root.
+UV_LOCK = ".lock"
+#: Roles that hold an installer's own working files, never an installation.
+SCRATCH_ROLES = ("cache", "stage", "tmp")
+
+
+def is_bytecode(path: Path) -> bool:
+    """A ``__pycache__`` file of a source that exists: Python's, or an installer's."""
+    if path.suffix != ".pyc" or path.parent.name != "__pycache__":
+        return False
+    source = path.parent.parent / (path.name.split(".", 1)[0] + ".py")
+    return os.path.lexists(source)
+
+
+def written(changes: ChangesLike) -> frozenset[Path]:
+    """Paths a run created or modified.
+
+    (A hard-linked template file whose link count moved because another
+    sandbox was built is not "modified": changes.py ignores the ctime of files
+    with other links, so no special case is needed here.)
+    """
+    return changes.created | changes.modified
+
+
+def is_under(path: Path, top: Path) -> bool:
+    return path == top or top in path.parents
+
+
+def in_scratch(env: EnvironmentLike, path: Path) -> bool:
+    return any(
+        role in env.roles and is_under(path, Path(env.roles[role])) for role in SCRATCH_ROLES
+    )
+
+
+@dataclass
+class DistInfo:
+    """An installed ``.dist-info`` and what its RECORD says."""
+
+    path: Path
+    project: str
+    version: str
+    #: absolute path -> hash from RECORD ("" when it gives none)
+    record: dict[Path, str] = field(default_factory=dict)
+    problem: str | None = None
+
+    @property
+    def site(self) -> Path:
+        return self.path.parent
+
+    def same_release(self, layout: WheelLayout) -> bool:
+        return self.project == layout.project and _same_version(self.version, layout.version)
+
+
+def _same_version(a: str, b: str) -> bool:
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
+
+
+def read_dist_info(path: Path) -> DistInfo:
+    """Parse an installed dist-info's RECORD (paths are relative to the site)."""
+    stem = path.name[: -len(".dist-info")]
+    name, _, version = stem.rpartition("-")
+    info = DistInfo(path, canonicalize_name(name or stem), version)
+    record = path / "RECORD"
+    if not os.path.isfile(record):
+        info.problem = "has no RECORD"
+        return info
+    try:
+        with open(record, encoding="utf-8") as stream:
+            rows = list(parse_record_file(stream.read().splitlines()))
+        for row in rows:
+            entry = RecordEntry.from_elements(*row)
+            where = Path(os.path.normpath(path.parent / entry.path))
+            info.record[where] = str(entry.hash_) if entry.hash_ else ""
+    except (InvalidRecordEntry, UnicodeDecodeError) as exc:
+        info.problem = f"has an unreadable RECORD: {exc}"
+    return info
+
+
+def dist_infos(sites: Iterable[Path]) -> list[DistInfo]:
+    """Every ``*.dist-info`` directly in the given site directories, sorted."""
+    found: list[DistInfo] = []
+    for site in sorted(set(sites)):
+        try:
+            names = sorted(os.listdir(site))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        found.extend(
+            read_dist_info(site / n)
+            for n in names
+            if n.endswith(".dist-info") and os.path.isdir(site / n)
+        )
+    return found
+
+
+__all__ = [
+    "GENERATED_METADATA",
+    "SCRATCH_ROLES",
+    "UV_LOCK",
+    "DistInfo",
+    "dist_infos",
+    "in_scratch",
+    "is_bytecode",
+    "is_under",
+    "read_dist_info",
+    "written",
+]

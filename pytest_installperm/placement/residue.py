@@ -1,0 +1,134 @@
+"""``assert_no_residue``: no trace of a half-finished install."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pytest_installperm.placement.destinations import Scheme, sites_of
+from pytest_installperm.placement.protocol import Result
+from pytest_installperm.placement.records import (
+    UV_LOCK,
+    DistInfo,
+    dist_infos,
+    in_scratch,
+    is_bytecode,
+    is_under,
+    written,
+)
+from pytest_installperm.placement.table import Row, raise_failure, require_started, table
+
+
+def _broken(info: DistInfo) -> str | None:
+    """Why a dist-info this run touched is not a finished install, or None."""
+    if info.problem:
+        return info.problem
+    missing = sorted(p for p in info.record if not os.path.lexists(p) and p.suffix != ".pyc")
+    reasons = []
+    if missing:
+        names = ", ".join(os.path.relpath(p, info.site) for p in missing)
+        reasons.append(f"RECORD lists {len(missing)} missing file(s): {names}")
+    if not os.path.isfile(info.path / "INSTALLER"):
+        reasons.append("no INSTALLER")
+    return "; ".join(reasons) or None
+
+
+def assert_no_residue(result: Result) -> None:
+    """No trace of a half-finished install is left in the environment.
+
+    Residue is: a file this run wrote (outside caches and temp) that no
+    finished dist-info's RECORD lists; a dist-info this run touched that has no
+    RECORD, a RECORD naming files that do not exist, or no INSTALLER; a
+    ``~``-prefixed stash directory in a site; two dist-infos of one project in
+    one site. Bytecode caches of existing sources are never residue.
+    """
+    __tracebackhide__ = True
+    require_started("assert_no_residue", result)
+    env = result.environment
+    changes = result.changes
+    changed = written(changes)
+    sites = {s for role in ("system", "user") for s in sites_of(Scheme(role, env.paths(role)))}
+    for path in changed | changes.deleted:
+        if in_scratch(env, path):
+            continue
+        if path.name.endswith(".dist-info"):
+            sites.add(path.parent)
+        elif path.parent.name.endswith(".dist-info"):
+            sites.add(path.parent.parent)
+    lock_dirs = sites | {Path(env.paths(role)["data"]) for role in ("system", "user")}
+    infos = dist_infos(sites)
+    touched = {
+        d.path
+        for d in infos
+        if any(is_under(p, d.path) for p in changed | changes.deleted)
+        or any(p in changes.deleted for p in d.record)
+    }
+    rows: list[Row] = []
+    broken: dict[Path, str] = {}
+    for info in infos:
+        why = _broken(info) if info.path in touched else None
+        if why:
+            broken[info.path] = why
+            rows.append(Row(info.path, f"unfinished dist-info: {why}"))
+    listed = {p for d in infos if d.path not in broken for p in d.record}
+    listed_broken = {p: d for d in infos if d.path in broken for p in d.record}
+    for path in sorted(changed):
+        if (
+            os.path.isdir(path)
+            or not os.path.lexists(path)
+            or in_scratch(env, path)
+            or is_bytecode(path)
+            or path in listed
+            or (path.name == UV_LOCK and path.parent in lock_dirs)
+        ):
+            continue
+        if any(is_under(path, b) for b in broken):
+            continue
+        owner = listed_broken.get(path)
+        rows.append(
+            Row(
+                path,
+                f"listed only by unfinished {owner.path.name}"
+                if owner
+                else "orphan: listed in no RECORD",
+            )
+        )
+    for site in sorted(sites):
+        rows += _site_residue(site, infos)
+    if rows:
+        raise_failure(
+            f"residue of an unfinished install: {len(set(rows))} paths",
+            result,
+            table(rows, env.root, "path"),
+        )
+
+
+def _site_residue(site: Path, infos: list[DistInfo]) -> list[Row]:
+    """Stash directories and duplicate dist-infos in one site directory."""
+    rows: list[Row] = []
+    try:
+        names = sorted(os.listdir(site))
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return rows
+    rows += [
+        Row(site / n, "stash left by an interrupted uninstall or upgrade")
+        for n in names
+        if n.startswith("~")
+    ]
+    by_project: dict[str, list[DistInfo]] = {}
+    for info in infos:
+        if info.site == site:
+            by_project.setdefault(info.project, []).append(info)
+    for project, group in sorted(by_project.items()):
+        if len(group) > 1:
+            versions = ", ".join(d.path.name for d in group)
+            rows += [
+                Row(d.path, f"one of {len(group)} dist-infos of {project}: {versions}")
+                for d in group
+            ]
+    return rows
+
+
+__all__ = [
+    "assert_no_residue",
+]
