@@ -146,7 +146,7 @@ class Session:
             dist = importlib.metadata.distribution("pip")
         except importlib.metadata.PackageNotFoundError:
             return None
-        package = Path(str(dist.locate_file("pip")))
+        package = _package_dir(dist)
         dist_info = Path(str(dist._path))  # type: ignore[attr-defined]
         root = self.root.new_dir("pip-")
         # Keep pip's bytecode: a child cannot write caches into this read-only
@@ -225,6 +225,22 @@ class Session:
         if self._root is not None:
             self._root.remove()
             self._root = None
+
+
+def _package_dir(dist: importlib.metadata.Distribution) -> Path:
+    """Where pip's package really lives: beside its dist-info, or, for an
+    editable install (flit leaves only a ``.pth`` file there), in the source
+    tree that its ``direct_url.json`` names."""
+    from pytest_installperm.releases import installed_location
+
+    site = Path(str(dist.locate_file("")))
+    found = installed_location("pip", site)
+    if found is None:
+        raise FileNotFoundError(
+            f"pip is installed in {site} ({dist.version}), but neither its package nor "
+            "the source tree of an editable install (direct_url.json) was found"
+        )
+    return found / "pip"
 
 
 def library_path(template: Template) -> dict[str, str]:

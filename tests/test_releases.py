@@ -281,3 +281,22 @@ def test_requires_python_names_release_and_interpreter(tmp_path):
     assert "pip==26.1" in reason
     assert "3.9.18" in reason
     assert code.runs_on("3.11.7") is None
+
+
+def test_the_session_copies_an_editable_pip_from_its_source(tmp_path):
+    """Session._copy_pip used to fail with FileNotFoundError on site-packages/pip."""
+    import importlib.metadata
+
+    from pytest_installperm.session import _package_dir
+
+    checkout = _package(tmp_path / "checkout" / "src").parent
+    site = tmp_path / "site-packages"
+    dist_info = site / "pip-99.0.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: pip\nVersion: 99.0\n")
+    (dist_info / "direct_url.json").write_text(json.dumps({"url": checkout.as_uri()}))
+    dist = importlib.metadata.PathDistribution(dist_info)
+    assert _package_dir(dist) == checkout / "src" / "pip"
+    (dist_info / "direct_url.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"pip is installed in .*site-packages"):
+        _package_dir(dist)
