@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
 from pytest_installperm import oracle
 from pytest_installperm.scenarios import EnvironmentSpec, Request, Scenario, WheelSpec, load_all
@@ -115,3 +116,74 @@ def test_oracle_is_the_spec_of_the_pip_under_test():
     import importlib.metadata
 
     assert importlib.metadata.version("pip") == oracle.PIP_VERSION
+
+
+# ---------------------------------------------------------------------------
+# the rules by release (each change is proved against real releases in test_versions.py)
+# ---------------------------------------------------------------------------
+
+
+def test_the_default_release_is_the_pinned_one_and_has_every_change():
+    assert all(oracle.has(change, None) for change in oracle.CHANGES)
+    for name, scenario in BUILTIN.items():
+        assert oracle.decide(scenario) == oracle.decide(scenario, oracle.PIP_VERSION), name
+
+
+def test_every_change_names_its_release_and_a_reference():
+    for name, change in oracle.CHANGES.items():
+        assert change.reference, name
+        assert oracle.has(name, change.since)
+        assert change.since > Version("19.3.1"), name
+
+
+def test_a_development_version_counts_as_the_release_it_leads_to():
+    assert oracle.has("posix-local-prefix", "26.3.dev0")
+    assert oracle.has("posix-local-prefix", "26.3+editable")
+    assert not oracle.has("posix-local-prefix", "26.2.1")
+
+
+def test_a_version_that_is_not_pep440_is_a_value_error_naming_it():
+    with pytest.raises(ValueError, match="'NOPE'"):
+        oracle.decide(BUILTIN["fallback-to-user"], "NOPE")
+
+
+def test_before_20_pip_does_not_fall_back():
+    decided = oracle.decide(BUILTIN["fallback-to-user"], "19.3.1")
+    assert (decided.outcome, decided.message) == ("error", "oserror-consider-user")
+    assert oracle.decide(BUILTIN["fallback-to-user"], "20.0").message == "fallback"
+
+
+def test_pep668_from_23_and_its_override_from_2301():
+    marked = BUILTIN["pep668-marker"]
+    assert oracle.decide(marked, "22.3.1").outcome == "system"
+    assert oracle.decide(marked, "23.0").message == "externally-managed"
+    override = BUILTIN["pep668-break-system-packages"]
+    assert oracle.lacks(override.request, "23.0") is not None
+    assert oracle.lacks(override.request, "23.0.1") is None
+
+
+def test_user_with_the_user_site_disabled_installs_there_before_253():
+    scenario = BUILTIN["user-flag-user-site-disabled"]
+    assert oracle.decide(scenario, "25.2").outcome == "user"
+    assert oracle.decide(scenario, "25.3").message == "user-site-disabled"
+
+
+def test_venv_permission_errors_suggest_user_before_211():
+    scenario = BUILTIN["venv-locked"]
+    assert oracle.decide(scenario, "21.0.1").message == "oserror-consider-user"
+    assert oracle.decide(scenario, "21.1").message == "oserror-check-permissions"
+
+
+def test_message_wording_by_release():
+    patterns = {"oserror": r"OSError: \[Errno 13\]", "user-with-target": "Can not combine"}
+    assert oracle.messages(patterns, "20.3.4")["oserror"] == r"EnvironmentError: \[Errno 13\]"
+    assert oracle.messages(patterns, "21.0")["oserror"] == patterns["oserror"]
+    assert "DistutilsOptionError" in oracle.messages(patterns, "20.0.2")["user-with-target"]
+    assert oracle.messages(patterns, "20.1")["user-with-target"] == "Can not combine"
+
+
+def test_prefix_scheme_on_debian_by_release():
+    debian = ("posix_home", "posix_local", "posix_prefix", "posix_user")
+    assert oracle.prefix_scheme("25.3", debian) == "posix_local"
+    assert oracle.prefix_scheme("26.3", debian) == "posix_prefix"
+    assert oracle.prefix_scheme("25.3", ("posix_home", "posix_prefix")) == "posix_prefix"
