@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from pytest_installperm import options
 from pytest_installperm.environment import InstallPerm
 from pytest_installperm.fakefs import FakeInstallPerm
 from pytest_installperm.session import Session
@@ -18,15 +19,12 @@ def get_session(config: pytest.Config) -> Session:
     """The session state, created on first use and removed at session end."""
     session = config.stash.get(SESSION_KEY, None)
     if session is None:
-        uid = config.getoption("installperm_uid", None) or config.getini("installperm_uid")
+        settings = options.check(config)
         session = Session(
-            backend=config.getoption("installperm_backend", None)
-            or config.getini("installperm_backend")
-            or "auto",
-            uid=int(uid) if uid else None,
-            basetemp=config.getoption("installperm_basetemp", None)
-            or config.getini("installperm_basetemp")
-            or None,
+            backend=settings.backend,
+            uid=settings.uid,
+            gid=settings.gid,
+            basetemp=str(settings.basetemp) if settings.basetemp else None,
         )
         config.stash[SESSION_KEY] = session
     return session

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_installperm.backends import BACKENDS
 from pytest_installperm.fixtures import SESSION_KEY, installperm, installperm_fakefs, make_wheel
 
 __all__ = ["installperm", "installperm_fakefs", "make_wheel"]
@@ -15,8 +14,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--installperm-backend",
         dest="installperm_backend",
-        choices=BACKENDS,
         default=None,
+        metavar="NAME",
         help="how locks are enforced: auto (default), chmod (normal user), privdrop "
         "(root runs children as an unprivileged uid), mountns (read-only mounts)",
     )
@@ -24,9 +23,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--installperm-uid",
         dest="installperm_uid",
-        type=int,
         default=None,
-        help="uid that children run as under the privdrop backend (default: nobody)",
+        metavar="USER|UID",
+        help="user name or uid that children run as under the privdrop backend (default: nobody)",
     )
     parser.addini("installperm_uid", "default for --installperm-uid", default="")
     group.addoption(
@@ -91,9 +90,12 @@ def _add_matrix_options(group: pytest.OptionGroup, parser: pytest.Parser) -> Non
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> None:
-    """Refuse bad installers and scenario files before anything runs."""
-    from pytest_installperm import matrix
+    """Refuse bad options, ini values, installers and scenario files before anything runs."""
+    if config.getoption("help", False):
+        return
+    from pytest_installperm import matrix, options
 
+    options.check(config)
     if matrix.enabled(config):
         matrix.load_settings(config)
 
