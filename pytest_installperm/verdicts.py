@@ -9,6 +9,7 @@ the run, which :meth:`Verdicts._wheel_for_verdict` lets a class choose.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -25,12 +26,20 @@ class Verdicts:
         return Path(wheel)
 
     def assert_installed(
-        self, wheel: str | os.PathLike[str], scheme: str | os.PathLike[str] = "user"
+        self,
+        wheel: str | os.PathLike[str],
+        scheme: str | os.PathLike[str] = "user",
+        *,
+        require: Iterable[str] = (),
     ) -> None:
+        """``scheme``: "user", "system", "prefix:DIR", "target:DIR" (or a Path);
+        ``require``: optional metadata that must be there (INSTALLER, REQUESTED)."""
         __tracebackhide__ = True
         from pytest_installperm import placement
 
-        placement.assert_installed(cast("Result", self), self._wheel_for_verdict(wheel), scheme)
+        placement.assert_installed(
+            cast("Result", self), self._wheel_for_verdict(wheel), scheme, require=require
+        )
 
     def assert_not_installed(self, wheel: str | os.PathLike[str]) -> None:
         __tracebackhide__ = True
@@ -44,8 +53,12 @@ class Verdicts:
 
         placement.assert_untouched(cast("Result", self), role)
 
-    def assert_no_residue(self) -> None:
+    def assert_no_residue(
+        self, *, project: str | os.PathLike[str] | None = None, require: Iterable[str] = ()
+    ) -> None:
+        """``project``: a project directory whose files (lock files, logs) a tool
+        may write; ``require``: optional metadata a finished install must have."""
         __tracebackhide__ = True
         from pytest_installperm import placement
 
-        placement.assert_no_residue(cast("Result", self))
+        placement.assert_no_residue(cast("Result", self), project=project, require=require)

@@ -59,18 +59,25 @@ def prefix_scheme(env: EnvironmentLike, prefix: str | os.PathLike[str]) -> Schem
 
 
 def resolve_scheme(env: EnvironmentLike, scheme: SchemeArg | Scheme) -> Scheme:
-    """``"user"``, ``"system"``, a ``--target`` directory, or any scheme mapping."""
+    """``"user"``, ``"system"``, ``"prefix:DIR"``, ``"target:DIR"`` (or a Path: a
+    ``--target`` directory), or any scheme mapping."""
     if isinstance(scheme, Scheme):
         return scheme
     if isinstance(scheme, Mapping):
         return Scheme("custom scheme", {k: Path(v) for k, v in scheme.items()})
     if isinstance(scheme, str) and scheme in ("user", "system"):
         return Scheme(scheme, env.paths(scheme))
+    if isinstance(scheme, str) and scheme.partition(":")[0] in ("prefix", "target"):
+        kind, _, where = scheme.partition(":")
+        if not where:
+            raise RoleError(f"scheme={scheme!r}: give the directory, as in '{kind}:/path/to/dir'")
+        return prefix_scheme(env, where) if kind == "prefix" else target_scheme(where)
     if isinstance(scheme, os.PathLike) or os.path.isabs(scheme):
         return target_scheme(scheme)
     raise RoleError(
-        f"scheme={scheme!r}: must be 'user', 'system', a --target directory "
-        "(a Path), or a mapping with keys purelib, platlib, scripts, data, headers"
+        f"scheme={scheme!r}: must be 'user', 'system', 'prefix:DIR' (--prefix DIR), "
+        "'target:DIR' or a Path (--target DIR), or a mapping with keys purelib, platlib, "
+        "scripts, data, headers"
     )
 
 

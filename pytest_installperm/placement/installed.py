@@ -29,6 +29,7 @@ from pytest_installperm.placement.records import (
     in_scratch,
     is_bytecode,
     is_under,
+    required_metadata,
     written,
 )
 from pytest_installperm.placement.table import Row, raise_failure, shown_path, table
@@ -89,6 +90,8 @@ class _Check:
     hashes: dict[Path, str] = field(default_factory=dict)
     #: site -> its dist-infos, so that no RECORD is parsed twice.
     sites: dict[Path, list[DistInfo]] = field(default_factory=dict)
+    #: Optional metadata files (INSTALLER, REQUESTED) the caller requires.
+    require: frozenset[str] = frozenset()
 
     @property
     def env(self) -> EnvironmentLike:
@@ -206,7 +209,7 @@ def _check_members(check: _Check, others: list[Scheme]) -> dict[Path, Member]:
 
 
 def _check_dist_info(check: _Check, dests: Mapping[Path, Member]) -> None:
-    """RECORD lists every installed file with its hash; INSTALLER is present."""
+    """RECORD lists every installed file with its hash; required metadata is present."""
     layout = check.layout
     site = Path(check.scheme.paths[layout.root_scheme])
     expected = site / layout.dist_info
@@ -215,7 +218,8 @@ def _check_dist_info(check: _Check, dests: Mapping[Path, Member]) -> None:
         (d for d in found if d.same_release(layout)), None
     )
     if info is None:
-        check.add(expected / "INSTALLER", "missing")
+        for name in sorted(check.require):
+            check.add(expected / name, "missing")
         check.add(expected / "RECORD", "missing")
         return
     for name in sorted(os.listdir(info.path)):
@@ -225,10 +229,11 @@ def _check_dist_info(check: _Check, dests: Mapping[Path, Member]) -> None:
         check.accounted.add(path)
         if name not in GENERATED_METADATA:
             check.add(path, "extra: not in the wheel and not installer metadata")
-        elif name != "INSTALLER":
+        elif name not in check.require:
             check.add(path, "ok (installer metadata)")
-    installer = info.path / "INSTALLER"
-    check.add(installer, "ok (installer metadata)" if os.path.isfile(installer) else "missing")
+    for name in sorted(check.require):
+        path = info.path / name
+        check.add(path, "ok (installer metadata)" if os.path.isfile(path) else "missing")
     if info.problem:
         check.add(
             info.path / "RECORD",
@@ -304,17 +309,23 @@ def _check_extras(check: _Check, others: list[Scheme]) -> None:
 
 
 def assert_installed(
-    result: Result, wheel: str | os.PathLike[str], scheme: SchemeArg | Scheme = "user"
+    result: Result,
+    wheel: str | os.PathLike[str],
+    scheme: SchemeArg | Scheme = "user",
+    *,
+    require: Iterable[str] = (),
 ) -> None:
     """Every file of ``wheel`` is in ``scheme`` with the right content, and nowhere else.
 
-    Also: the installed dist-info has INSTALLER and a RECORD listing every
-    installed file with its hash; generated scripts name ``env.python``.
+    Also: the installed dist-info has a RECORD listing every installed file
+    with its hash; generated scripts name ``env.python``. ``INSTALLER`` and
+    ``REQUESTED`` are optional in the specification, so they are checked only
+    when named in ``require``.
     """
     __tracebackhide__ = True
     layout = read_wheel(wheel)
     target = resolve_scheme(result.environment, scheme)
-    check = _Check(result, layout, target)
+    check = _Check(result, layout, target, require=required_metadata(require))
     others = other_schemes(result.environment, target)
     dests = _check_members(check, others)
     _check_dist_info(check, dests)

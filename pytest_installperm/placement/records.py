@@ -4,6 +4,7 @@ roles, what a run wrote)."""
 
 from __future__ import annotations
 
+import configparser
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ GENERATED_METADATA: Mapping[str, str] = {
     "direct_url.json": "PEP 610: installed from a file or URL, not an index (pip, uv)",
     "uv_cache.json": "uv only: the cache key of what it installed",
 }
+#: Metadata files that PEP 376 and the installation spec make optional: a
+#: verdict asks for them only when the caller does (``require=``).
+OPTIONAL_METADATA = ("INSTALLER", "REQUESTED")
 #: uv locks the environment it installs into with this file at its root.
 UV_LOCK = ".lock"
 #: Roles that hold an installer's own working files, never an installation.
@@ -106,6 +110,41 @@ def read_dist_info(path: Path) -> DistInfo:
     return info
 
 
+def required_metadata(names: Iterable[str]) -> frozenset[str]:
+    """The optional metadata files a caller requires; ValueError for any other name."""
+    wanted = frozenset([names] if isinstance(names, str) else names)
+    unknown = sorted(wanted - set(OPTIONAL_METADATA))
+    if unknown:
+        raise ValueError(
+            f"require={unknown[0]!r}: not an optional metadata file; "
+            f"choose from {', '.join(OPTIONAL_METADATA)}"
+        )
+    return wanted
+
+
+def unrecorded_scripts(info: DistInfo) -> list[str]:
+    """Console and GUI scripts ``entry_points.txt`` declares that RECORD does not list.
+
+    An installer generates these wrappers and records them: a dist-info whose
+    RECORD lacks one was left behind before the install finished (pip's
+    RECORD, copied from the wheel, is on disk before the scripts are written).
+    """
+    parser = configparser.ConfigParser(delimiters=("=",), interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    try:
+        parser.read(info.path / "entry_points.txt", encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError):
+        return []
+    names = {p.name for p in info.record}
+    declared = [
+        name
+        for section in ("console_scripts", "gui_scripts")
+        if parser.has_section(section)
+        for name in parser.options(section)
+    ]
+    return sorted(n for n in declared if n not in names and f"{n}.exe" not in names)
+
+
 def dist_infos(sites: Iterable[Path]) -> list[DistInfo]:
     """Every ``*.dist-info`` directly in the given site directories, sorted."""
     found: list[DistInfo] = []
@@ -124,6 +163,7 @@ def dist_infos(sites: Iterable[Path]) -> list[DistInfo]:
 
 __all__ = [
     "GENERATED_METADATA",
+    "OPTIONAL_METADATA",
     "SCRATCH_ROLES",
     "UV_LOCK",
     "DistInfo",
@@ -132,5 +172,7 @@ __all__ = [
     "is_bytecode",
     "is_under",
     "read_dist_info",
+    "required_metadata",
+    "unrecorded_scripts",
     "written",
 ]

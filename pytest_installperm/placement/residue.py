@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from pytest_installperm.placement.destinations import Scheme, sites_of
@@ -14,12 +15,14 @@ from pytest_installperm.placement.records import (
     in_scratch,
     is_bytecode,
     is_under,
+    required_metadata,
+    unrecorded_scripts,
     written,
 )
 from pytest_installperm.placement.table import Row, raise_failure, require_started, table
 
 
-def _broken(info: DistInfo) -> str | None:
+def _broken(info: DistInfo, require: Iterable[str]) -> str | None:
     """Why a dist-info this run touched is not a finished install, or None."""
     if info.problem:
         return info.problem
@@ -28,22 +31,37 @@ def _broken(info: DistInfo) -> str | None:
     if missing:
         names = ", ".join(os.path.relpath(p, info.site) for p in missing)
         reasons.append(f"RECORD lists {len(missing)} missing file(s): {names}")
-    if not os.path.isfile(info.path / "INSTALLER"):
-        reasons.append("no INSTALLER")
+    scripts = unrecorded_scripts(info)
+    if scripts:
+        reasons.append(
+            f"entry point script(s) never generated (not in RECORD): {', '.join(scripts)}"
+        )
+    reasons += [f"no {name}" for name in sorted(require) if not os.path.isfile(info.path / name)]
     return "; ".join(reasons) or None
 
 
-def assert_no_residue(result: Result) -> None:
+def assert_no_residue(
+    result: Result,
+    *,
+    project: str | os.PathLike[str] | None = None,
+    require: Iterable[str] = (),
+) -> None:
     """No trace of a half-finished install is left in the environment.
 
     Residue is: a file this run wrote (outside caches and temp) that no
     finished dist-info's RECORD lists; a dist-info this run touched that has no
-    RECORD, a RECORD naming files that do not exist, or no INSTALLER; a
-    ``~``-prefixed stash directory in a site; two dist-infos of one project in
-    one site. Bytecode caches of existing sources are never residue.
+    RECORD, a RECORD naming files that do not exist, or a declared console
+    script its RECORD does not list (or lacks a metadata file named in
+    ``require``: INSTALLER and REQUESTED are optional); a ``~``-prefixed stash
+    directory in a site; two dist-infos of one project in one site. Bytecode
+    caches of existing sources are never residue, and neither is what a tool
+    writes about its ``project`` directory (lock files, logs, its choice of
+    interpreter), unless it lies in a site directory.
     """
     __tracebackhide__ = True
     require_started("assert_no_residue", result)
+    wanted = required_metadata(require)
+    own = Path(os.path.abspath(project)) if project is not None else None
     env = result.environment
     changes = result.changes
     changed = written(changes)
@@ -66,7 +84,7 @@ def assert_no_residue(result: Result) -> None:
     rows: list[Row] = []
     broken: dict[Path, str] = {}
     for info in infos:
-        why = _broken(info) if info.path in touched else None
+        why = _broken(info, wanted) if info.path in touched else None
         if why:
             broken[info.path] = why
             rows.append(Row(info.path, f"unfinished dist-info: {why}"))
@@ -83,6 +101,8 @@ def assert_no_residue(result: Result) -> None:
         ):
             continue
         if any(is_under(path, b) for b in broken):
+            continue
+        if own is not None and is_under(path, own) and not any(is_under(path, s) for s in sites):
             continue
         owner = listed_broken.get(path)
         rows.append(
