@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from pytest_installperm.roles import is_under
 from pytest_installperm.watch import Watcher
 
 
@@ -276,10 +277,6 @@ def _same(before: Entry, now: Entry) -> bool:
     return before == now
 
 
-def _is_under(path: Path, top: Path) -> bool:
-    return path == top or top in path.parents
-
-
 @dataclass(frozen=True, eq=False)
 class Changes:
     """Paths a run created, modified and deleted; absolute, sorted on output.
@@ -342,9 +339,9 @@ class Changes:
         else:
             top = Path(role)
         return Changes(
-            frozenset(p for p in self.created if _is_under(p, top)),
-            frozenset(p for p in self.modified if _is_under(p, top)),
-            frozenset(p for p in self.deleted if _is_under(p, top)),
+            frozenset(p for p in self.created if is_under(p, top)),
+            frozenset(p for p in self.modified if is_under(p, top)),
+            frozenset(p for p in self.deleted if is_under(p, top)),
             self.roles,
         )
 

@@ -17,10 +17,12 @@ import pytest
 from pytest_installperm.backends import Backend, Plan
 from pytest_installperm.changes import Snapshot
 from pytest_installperm.errors import LockUnavailable
-from pytest_installperm.interpreter import SCHEME_KEYS, Template, create_venv
-from pytest_installperm.locks import LockSpec, role_of, scheme_of
+from pytest_installperm.interpreter import Template, create_venv
+from pytest_installperm.locks import LockSpec
+from pytest_installperm.roles import role_of, sandbox_roles
 from pytest_installperm.run import Arg, RunResult, execute
 from pytest_installperm.sandbox import Sandbox
+from pytest_installperm.schemes import SCHEME_KEYS, Schemes
 from pytest_installperm.session import PipCopy, SchemeFacts, Session, library_path
 
 DEFAULT_TIMEOUT = 120.0
@@ -37,8 +39,7 @@ class Environment:
         python: Path,
         spec: LockSpec,
         backend: Backend,
-        system: Mapping[str, Path],
-        user: Mapping[str, Path],
+        schemes: Schemes,
         userbase: Path,
         defaults: Mapping[str, str],
         tools: Path,
@@ -48,8 +49,7 @@ class Environment:
         self.python = python
         self.spec = spec
         self._backend = backend
-        self._system = MappingProxyType(dict(system))
-        self._user = MappingProxyType(dict(user))
+        self.schemes = schemes
         self.userbase = userbase
         self._defaults = dict(defaults)
         self._tools = tools
@@ -75,24 +75,20 @@ class Environment:
         """The environment's own prefix: the system prefix, or the venv."""
         return self.sandbox.venv if self.kind == "venv" else self.sandbox.prefix
 
-    def paths(self, role: str) -> Mapping[str, Path]:
-        """Scheme paths (purelib, platlib, scripts, data, headers) of a role."""
-        return scheme_of(role, system=self._system, user=self._user)
+    def paths(self, role: str, base: str | os.PathLike[str] | None = None) -> Mapping[str, Path]:
+        """Scheme paths (purelib, platlib, scripts, data, headers) of a scheme:
+        ``system``, ``user``, or ``prefix``/``target``/``root`` with ``base=DIR``
+        (see :mod:`pytest_installperm.schemes`)."""
+        return self.schemes.paths(role, base)
 
     def _roles(self) -> dict[str, Path]:
-        roles = {
-            "system": self.prefix,
-            "system-scripts": self._system["scripts"],
-            "user": self.userbase,
-            "home": self.sandbox.home,
-            "cache": self.sandbox.cache,
-            "tmp": self.sandbox.tmp,
-            "work": self.sandbox.work,
-            "stage": self.sandbox.stage,
-        }
-        if self.kind == "venv":
-            roles["base"] = self.sandbox.prefix
-        return roles
+        return sandbox_roles(
+            self.sandbox.root,
+            prefix=self.prefix,
+            scripts=self.schemes.system["scripts"],
+            userbase=self.userbase,
+            venv=self.kind == "venv",
+        )
 
     def role_of(self, path: Path) -> str | None:
         """The most specific role whose directory holds ``path``."""
@@ -111,7 +107,7 @@ class Environment:
         return self._snapshot
 
     def child_env(self, extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
-        dirs = [self._system["scripts"], self._user["scripts"], self._tools]
+        dirs = [self.schemes.system["scripts"], self.schemes.user["scripts"], self._tools]
         return self.sandbox.child_env(path_dirs=dirs, extra=extra, defaults=self._defaults)
 
     def _stage(self, arg: Arg) -> str:
@@ -361,8 +357,7 @@ def _assemble(
         python=python,
         spec=spec,
         backend=backend,
-        system=system,
-        user=user,
+        schemes=Schemes(system, user, {k: Path(v) for k, v in facts.prefix_layout.items()}),
         userbase=where(facts.userbase),
         defaults=defaults,
         tools=tools,

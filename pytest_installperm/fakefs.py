@@ -77,16 +77,17 @@ from pyfakefs.fake_os import FakeOsModule
 from pytest_installperm.changes import Changes, kind_of
 from pytest_installperm.errors import FakefsError
 from pytest_installperm.fakefs_layouts import (
-    SCHEME_KEYS,
     Answers,
     Host,
     Layout,
-    Schemes,
+    SysconfigPaths,
     apply_answers,
     layout,
     wheel_scheme,
 )
-from pytest_installperm.locks import LockSpec, role_of, scheme_of
+from pytest_installperm.locks import LockSpec
+from pytest_installperm.roles import role_of, sandbox_roles
+from pytest_installperm.schemes import SCHEME_KEYS, Schemes, relative_layout
 from pytest_installperm.verdicts import Verdicts
 from pytest_installperm.wheels import install_wheel
 
@@ -432,8 +433,7 @@ class FakeEnvironment:
         self.prefix = Path(state.prefix)
         self.userbase = Path(state.userbase)
         self.venv = venv
-        self._system: Mapping[str, Path] = MappingProxyType({})
-        self._user: Mapping[str, Path] = MappingProxyType({})
+        self.schemes = Schemes({}, {})
         self.roles: Mapping[str, Path] = MappingProxyType({})
         self.allowed_roles = spec.allowed_roles()
         self._snapshot: FakeSnapshot | None = None
@@ -448,9 +448,9 @@ class FakeEnvironment:
     def fs(self) -> FakeFilesystem:
         return self._factory.fs
 
-    def paths(self, role: str) -> Mapping[str, Path]:
-        """Scheme paths (purelib, platlib, scripts, data, headers) of a role."""
-        return scheme_of(role, system=self._system, user=self._user)
+    def paths(self, role: str, base: str | os.PathLike[str] | None = None) -> Mapping[str, Path]:
+        """Scheme paths (purelib, platlib, scripts, data, headers) of a scheme."""
+        return self.schemes.paths(role, base)
 
     def role_of(self, path: Path) -> str | None:
         """The most specific role whose directory holds ``path``."""
@@ -463,7 +463,7 @@ class FakeEnvironment:
         )
 
     # -- the fake tree ----------------------------------------------------
-    def _scheme(self, schemes: Schemes) -> None:
+    def _scheme(self, schemes: SysconfigPaths) -> None:
         """Both schemes, as the patched sysconfig reports them.
 
         In a venv, pip (and so the subprocess mode) puts headers under
@@ -478,17 +478,15 @@ class FakeEnvironment:
             user_headers = str(self.userbase / "include" / "site" / xy)
         system = {k: Path(v) for k, v in wheel_scheme(schemes.system, headers=site_headers).items()}
         user = {k: Path(v) for k, v in wheel_scheme(schemes.user, headers=user_headers).items()}
-        self._system = MappingProxyType(system)
-        self._user = MappingProxyType(user)
-        roles = {
-            "system": self.prefix,
-            "system-scripts": system["scripts"],
-            "user": self.userbase,
-            "home": self.home,
-            **{name: self.root / name for name in ("cache", "tmp", "work", "stage")},
-        }
-        if self.venv:
-            roles["base"] = Path(self.answers.base_prefix)
+        prefix = wheel_scheme(schemes.prefix)
+        self.schemes = Schemes(system, user, relative_layout(prefix, str(self.prefix)))
+        roles = sandbox_roles(
+            self.root,
+            prefix=self.prefix,
+            scripts=system["scripts"],
+            userbase=self.userbase,
+            venv=self.venv,
+        )
         self.roles = MappingProxyType(roles)
 
     def snapshot(self) -> FakeSnapshot:

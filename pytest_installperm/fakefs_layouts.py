@@ -32,7 +32,7 @@ from pathlib import PurePosixPath
 import pytest
 
 from pytest_installperm.errors import RoleError
-from pytest_installperm.wheels import SCHEME_KEYS
+from pytest_installperm.schemes import SCHEME_KEYS
 
 
 @dataclass(frozen=True, eq=False)
@@ -189,20 +189,24 @@ def _config_vars(answers: Answers, host: Host) -> dict[str, object]:
 
 
 @dataclass(frozen=True)
-class Schemes:
-    """The patched interpreter's full ``sysconfig`` paths, system and user."""
+class SysconfigPaths:
+    """The patched interpreter's full ``sysconfig`` paths: system, user, and
+    the ``--prefix`` scheme computed with the environment's prefix as base."""
 
     system: Mapping[str, str]
     user: Mapping[str, str]
+    prefix: Mapping[str, str]
 
 
 #: Patched config variables and schemes per fake environment shape. Sandbox
 #: paths are deterministic, so most tests hit this and skip rewriting ~1000
 #: variables and expanding two schemes (a good part of the 2 ms budget).
-_ANSWERS_CACHE: dict[tuple[object, ...], tuple[dict[str, object], Schemes]] = {}
+_ANSWERS_CACHE: dict[tuple[object, ...], tuple[dict[str, object], SysconfigPaths]] = {}
 
 
-def apply_answers(state: Answers, host: Host, mp: pytest.MonkeyPatch, *, venv: bool) -> Schemes:
+def apply_answers(
+    state: Answers, host: Host, mp: pytest.MonkeyPatch, *, venv: bool
+) -> SysconfigPaths:
     """Make ``sys``, ``sysconfig`` and ``site`` answer with ``state``; return its schemes.
 
     Everything goes through ``mp``, so the caller's ``undo()`` restores it all,
@@ -233,9 +237,11 @@ def apply_answers(state: Answers, host: Host, mp: pytest.MonkeyPatch, *, venv: b
         schemes = cached[1]
     else:
         fresh = dict(config)
-        schemes = Schemes(
+        bases = ("base", "platbase", "installed_base", "installed_platbase")
+        schemes = SysconfigPaths(
             sysconfig.get_paths("venv" if venv else lay.prefix_scheme),
             sysconfig.get_paths(lay.user_scheme),
+            sysconfig.get_paths(lay.prefix_scheme, vars=dict.fromkeys(bases, state.prefix)),
         )
         _ANSWERS_CACHE[key] = (fresh, schemes)
     mp.setattr(site, "USER_SITE", schemes.user["purelib"])
@@ -253,7 +259,7 @@ __all__ = [
     "Answers",
     "Host",
     "Layout",
-    "Schemes",
+    "SysconfigPaths",
     "apply_answers",
     "layout",
     "wheel_scheme",

@@ -29,8 +29,6 @@ from typing import Any
 
 from pytest_installperm.errors import InterpreterError
 
-SCHEME_KEYS = ("purelib", "platlib", "scripts", "data", "headers")
-
 _INSPECT = r"""
 import json, os, sys, sysconfig
 print(json.dumps({
@@ -67,6 +65,10 @@ if venv:
 else:
     system_headers = system["include"]
     user_headers = user.get("include", os.path.join(site.getuserbase(), "include", xy))
+# --prefix DIR: posix_prefix with DIR as every base (pip maps Debian's
+# posix_local to it), read here so that nothing runs this interpreter later.
+prefix = sysconfig.get_paths("posix_prefix", vars=dict.fromkeys(
+    ("base", "platbase", "installed_base", "installed_platbase"), sys.prefix))
 def pick(paths, headers):
     return {"purelib": paths["purelib"], "platlib": paths["platlib"],
             "scripts": paths["scripts"], "data": paths["data"], "headers": headers}
@@ -78,6 +80,8 @@ print(json.dumps({
     "enable_user_site": bool(site.ENABLE_USER_SITE),
     "system": pick(system, system_headers),
     "user": pick(user, user_headers),
+    "prefix": pick(prefix, prefix["include"]),
+    "prefix_base": sys.prefix,
 }))
 """
 

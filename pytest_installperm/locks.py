@@ -7,20 +7,14 @@ be enforced by ``chmod`` for a normal user or by dropping privileges as root.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 from pytest_installperm.errors import RoleError
+from pytest_installperm.roles import ALWAYS_ALLOWED, LOCK_ROLES
 
-#: Roles a test may lock. ``system`` is the environment's own scheme (the whole
-#: prefix of a system interpreter, or the venv), ``system-scripts`` only its
-#: scripts directory, ``user`` the user base, ``home`` the home directory.
-LOCK_ROLES = ("home", "system", "system-scripts", "user")
 HOME_STATES = ("missing", "present", "unwritable")
 LOCK_MODES = ("deny", "readonly-fs")
-#: Roles every run may write to, whatever is locked.
-ALWAYS_ALLOWED = frozenset({"cache", "tmp", "work"})
 
 
 @dataclass(frozen=True)
@@ -99,23 +93,4 @@ class LockSpec:
         return frozenset(allowed)
 
 
-def role_of(roles: Mapping[str, Path], path: Path) -> str | None:
-    """The most specific role whose directory holds ``path``, if any."""
-    best: tuple[int, str] | None = None
-    for name, top in roles.items():
-        if path == top or top in path.parents:
-            depth = len(top.parts)
-            if best is None or depth > best[0]:
-                best = (depth, name)
-    return best[1] if best else None
-
-
-def scheme_of(
-    role: str, *, system: Mapping[str, Path], user: Mapping[str, Path]
-) -> Mapping[str, Path]:
-    """The scheme paths of ``role``: only ``system`` and ``user`` have them."""
-    if role == "system":
-        return system
-    if role == "user":
-        return user
-    raise RoleError(f"paths({role!r}): scheme paths exist for 'system' and 'user' only")
+__all__ = ["HOME_STATES", "LOCK_MODES", "LOCK_ROLES", "LockSpec"]

@@ -23,11 +23,9 @@ too, so declarations cannot rot. Each item ships its result row through
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,14 +38,14 @@ from pytest_installperm.environment import Environment, InstallPerm
 from pytest_installperm.errors import ScenarioError
 from pytest_installperm.fixtures import get_session
 from pytest_installperm.installers import Command, Context, Installer, Unsupported, parse_all
+from pytest_installperm.roles import SCRATCH
 from pytest_installperm.run import RunResult
 from pytest_installperm.scenarios import Scenario, load_all
+from pytest_installperm.schemes import rerooted
 from pytest_installperm.wheels import WheelLayout, build_wheel, read_wheel
 
 #: The user_properties key under which each item ships its row.
 ROW_KEY = "installperm"
-#: Roles whose changes are never residue: the installer's own scratch space.
-SCRATCH_ROLES = frozenset({"cache", "tmp"})
 #: Order in which a tie between schemes is broken when classifying.
 _SCHEME_ORDER = ("target", "prefix", "user", "system")
 
@@ -380,35 +378,6 @@ def _context(env: Environment | None, wheel: Path, installer_lib: Path | None) -
     )
 
 
-def _prefix_scheme(env: Environment, prefix: Path) -> dict[str, Path]:
-    """The scheme ``--prefix`` means for this interpreter (sysconfig's posix_prefix)."""
-    code = (
-        f"import json, sysconfig; p = {str(prefix)!r}; v = {{'base': p, 'platbase': p, "
-        "'installed_base': p, 'installed_platbase': p}; "
-        "print(json.dumps(sysconfig.get_paths('posix_prefix', vars=v)))"
-    )
-    out = subprocess.run(
-        [str(env.python), "-I", "-c", code],
-        capture_output=True,
-        text=True,
-        env=env.child_env(),
-        check=True,
-        timeout=60,
-    )
-    paths = json.loads(out.stdout)
-    return {
-        "purelib": Path(paths["purelib"]),
-        "platlib": Path(paths["platlib"]),
-        "scripts": Path(paths["scripts"]),
-        "data": Path(paths["data"]),
-        "headers": Path(paths["include"]),
-    }
-
-
-def _reroot(scheme: Mapping[str, Path], root: Path) -> dict[str, Path]:
-    return {k: root / Path(v).relative_to(Path(v).anchor) for k, v in scheme.items()}
-
-
 def candidate_schemes(
     env: Environment, scenario: Scenario, ctx: Context
 ) -> dict[str, dict[str, Path]]:
@@ -416,19 +385,12 @@ def candidate_schemes(
     request = scenario.request
     system, user = dict(env.paths("system")), dict(env.paths("user"))
     if request.root:  # --root: the schemes, below the root
-        system, user = _reroot(system, ctx.root), _reroot(user, ctx.root)
+        system, user = rerooted(system, ctx.root), rerooted(user, ctx.root)
     schemes = {"system": system, "user": user}
     if request.prefix:
-        schemes["prefix"] = _prefix_scheme(env, ctx.prefix)
+        schemes["prefix"] = dict(env.paths("prefix", base=ctx.prefix))
     if request.target:
-        t = ctx.target
-        schemes["target"] = {
-            "purelib": t,
-            "platlib": t,
-            "scripts": t / "bin",
-            "data": t,
-            "headers": t / "include",
-        }
+        schemes["target"] = dict(env.paths("target", base=ctx.target))
     return schemes
 
 
@@ -446,7 +408,7 @@ def last_words(result: RunResult) -> str:
 def residue_of(result: RunResult) -> list[str]:
     """Every change outside the scratch roles, relative to the sandbox."""
     env = result.environment
-    kept = [p for p in result.changes.all if env.role_of(p) not in SCRATCH_ROLES]
+    kept = [p for p in result.changes.all if env.role_of(p) not in SCRATCH]
     return _relative(env, kept)
 
 
@@ -603,7 +565,7 @@ def _explain(
         return "\n".join([*lines, "", "placement verdict:", verdict_text])
     lines.append(result.describe())
     changes = [
-        line for line in result.changes.lines() if env.role_of(Path(line[2:])) not in SCRATCH_ROLES
+        line for line in result.changes.lines() if env.role_of(Path(line[2:])) not in SCRATCH
     ]
     if changes:
         lines.append("  changes (cache and tmp left out):")

@@ -20,7 +20,6 @@ from pathlib import Path
 from pytest_installperm.backends import Backend, choose
 from pytest_installperm.errors import InterpreterError, LockUnavailable
 from pytest_installperm.interpreter import (
-    SCHEME_KEYS,
     BaseInterpreter,
     Template,
     create_venv,
@@ -29,6 +28,7 @@ from pytest_installperm.interpreter import (
 )
 from pytest_installperm.locks import LockSpec
 from pytest_installperm.sandbox import Sandbox, SessionRoot
+from pytest_installperm.schemes import SCHEME_KEYS, relative_layout
 
 #: Installer programs made readable to a dropped uid and put on a child's PATH.
 TOOLS = ("uv",)
@@ -51,6 +51,8 @@ class SchemeFacts:
     user: dict[str, str]
     userbase: str
     enable_user_site: bool
+    #: ``--prefix DIR``'s scheme, relative to DIR (see :mod:`.schemes`).
+    prefix_layout: dict[str, str]
     probe_prefix: str
     probe_venv: str
     probe_home: str
@@ -216,6 +218,13 @@ class Session:
             user=dict(data["user"]),  # type: ignore[call-overload]
             userbase=str(data["userbase"]),
             enable_user_site=bool(data["enable_user_site"]),
+            prefix_layout={
+                k: str(v)
+                for k, v in relative_layout(
+                    data["prefix"],  # type: ignore[arg-type]
+                    str(data["prefix_base"]),
+                ).items()
+            },
             probe_prefix=str(sandbox.prefix),
             probe_venv=str(sandbox.venv),
             probe_home=str(sandbox.home),

@@ -18,6 +18,7 @@ from installer.utils import parse_metadata_file
 
 from pytest_installperm import MakeWheel, WheelError, build_wheel, read_wheel
 from pytest_installperm.placement import destinations, prefix_scheme, target_scheme
+from pytest_installperm.schemes import SCHEME_KEYS, Schemes
 from pytest_installperm.wheels import (
     KIND_ENTRY_POINT,
     KIND_FILE,
@@ -256,17 +257,22 @@ def test_destinations_for_a_target_and_a_mapping(make_wheel: MakeWheel, tmp_path
         layout.destinations({k: v for k, v in scheme.items() if k != "headers"})
 
 
-def test_prefix_scheme_moves_the_system_scheme(tmp_path: Path) -> None:
+def test_prefix_scheme_is_the_environments_prefix_layout(tmp_path: Path) -> None:
     class Env:
-        def paths(self, role: str) -> dict[str, Path]:
-            base = Path("/opt/py")
-            return {
-                "purelib": base / "lib/python3.11/site-packages",
-                "platlib": base / "lib/python3.11/site-packages",
-                "scripts": base / "bin",
-                "data": base,
-                "headers": base / "include/python3.11",
-            }
+        schemes = Schemes(
+            {k: Path("/opt/py/local") / k for k in SCHEME_KEYS},
+            {k: Path("/home/u/.local") / k for k in SCHEME_KEYS},
+            {
+                "purelib": Path("lib/python3.11/site-packages"),
+                "platlib": Path("lib/python3.11/site-packages"),
+                "scripts": Path("bin"),
+                "data": Path("."),
+                "headers": Path("include/python3.11"),
+            },
+        )
+
+        def paths(self, role: str, base: Path | None = None) -> object:
+            return self.schemes.paths(role, base)
 
     scheme = prefix_scheme(Env(), tmp_path)  # type: ignore[arg-type]
     assert scheme.paths["purelib"] == tmp_path / "lib/python3.11/site-packages"

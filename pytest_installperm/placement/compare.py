@@ -5,20 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from pytest_installperm.placement.records import is_under
+from pytest_installperm.roles import role_of
 
 
 def _role_path(path: Path, roles: Mapping[str, Path]) -> str:
     """``role: relative/path`` for the most specific role holding ``path``."""
-    best: tuple[int, str, Path] | None = None
-    for name, top in roles.items():
-        top = Path(top)
-        if is_under(path, top) and (best is None or len(top.parts) > best[0]):
-            best = (len(top.parts), name, top)
-    if best is None:
+    name = role_of({k: Path(v) for k, v in roles.items()}, path)
+    if name is None:
         return str(path)
-    rel = path.relative_to(best[2])
-    return f"{best[1]}: {rel}" if str(rel) != "." else f"{best[1]}: (the role's directory)"
+    rel = path.relative_to(roles[name])
+    return f"{name}: {rel}" if str(rel) != "." else f"{name}: (the role's directory)"
 
 
 def _change_lines(changes: object) -> list[str]:

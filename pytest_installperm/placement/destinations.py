@@ -1,61 +1,34 @@
-"""Where an install should go: schemes (``user``, ``system``, ``--target``,
-``--prefix``, a mapping) and the destination of each wheel member in one."""
+"""Where an install should go: a scheme (``user``, ``system``, ``--target``,
+``--prefix``, ``--root``, a mapping; all defined in
+:mod:`pytest_installperm.schemes`) and each wheel member's destination in it."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
 from packaging.utils import canonicalize_name
 
+from pytest_installperm import schemes
 from pytest_installperm.errors import RoleError
 from pytest_installperm.placement.protocol import EnvironmentLike
+from pytest_installperm.schemes import Scheme
 from pytest_installperm.wheels import Member, WheelLayout
 
 SchemeArg = Union[str, "os.PathLike[str]", Mapping[str, Path]]
 
 
-@dataclass(frozen=True)
-class Scheme:
-    """Where an install should go: scheme paths and where headers may live."""
-
-    label: str
-    paths: Mapping[str, Path]
-    #: Directories whose ``<project>`` subdirectory receives the headers.
-    header_dirs: tuple[Path, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not self.header_dirs:
-            object.__setattr__(self, "header_dirs", (Path(self.paths["headers"]),))
-
-
 def target_scheme(target: str | os.PathLike[str]) -> Scheme:
-    """The layout of ``--target DIR``: packages at the top, scripts in ``bin``.
-
-    Headers go to ``include/python/<project>`` with pip and to
-    ``include/<project>`` with uv; both are accepted.
-    """
-    top = Path(os.path.abspath(target))
-    paths = {
-        "purelib": top,
-        "platlib": top,
-        "scripts": top / "bin",
-        "data": top,
-        "headers": top / "include" / "python",
-    }
-    return Scheme(f"target {top}", paths, (top / "include" / "python", top / "include"))
+    """The layout of ``--target DIR`` (see :mod:`pytest_installperm.schemes`)."""
+    return schemes.target(target)
 
 
 def prefix_scheme(env: EnvironmentLike, prefix: str | os.PathLike[str]) -> Scheme:
-    """The layout of ``--prefix DIR``: the system scheme moved from the env's prefix."""
+    """The layout of ``--prefix DIR`` for ``env`` (``posix_prefix`` below DIR)."""
     top = Path(os.path.abspath(prefix))
-    system = env.paths("system")
-    base = Path(system["data"])
-    paths = {key: top / Path(value).relative_to(base) for key, value in system.items()}
-    return Scheme(f"prefix {top}", paths)
+    return Scheme(f"prefix {top}", env.paths("prefix", base=top))
 
 
 def resolve_scheme(env: EnvironmentLike, scheme: SchemeArg | Scheme) -> Scheme:
@@ -67,17 +40,22 @@ def resolve_scheme(env: EnvironmentLike, scheme: SchemeArg | Scheme) -> Scheme:
         return Scheme("custom scheme", {k: Path(v) for k, v in scheme.items()})
     if isinstance(scheme, str) and scheme in ("user", "system"):
         return Scheme(scheme, env.paths(scheme))
-    if isinstance(scheme, str) and scheme.partition(":")[0] in ("prefix", "target"):
+    if isinstance(scheme, str) and scheme.partition(":")[0] in schemes.SCHEME_NAMES[2:]:
         kind, _, where = scheme.partition(":")
         if not where:
             raise RoleError(f"scheme={scheme!r}: give the directory, as in '{kind}:/path/to/dir'")
-        return prefix_scheme(env, where) if kind == "prefix" else target_scheme(where)
+        if kind == "target":
+            return target_scheme(where)
+        if kind == "prefix":
+            return prefix_scheme(env, where)
+        top = Path(os.path.abspath(where))
+        return Scheme(f"root {top}", env.paths("root", base=top))
     if isinstance(scheme, os.PathLike) or os.path.isabs(scheme):
         return target_scheme(scheme)
     raise RoleError(
         f"scheme={scheme!r}: must be 'user', 'system', 'prefix:DIR' (--prefix DIR), "
-        "'target:DIR' or a Path (--target DIR), or a mapping with keys purelib, platlib, "
-        "scripts, data, headers"
+        "'target:DIR' or a Path (--target DIR), 'root:DIR' (--root DIR), or a mapping "
+        "with keys purelib, platlib, scripts, data, headers"
     )
 
 

@@ -28,11 +28,11 @@ from pytest_installperm.placement.records import (
     dist_infos,
     in_scratch,
     is_bytecode,
-    is_under,
     required_metadata,
     written,
 )
 from pytest_installperm.placement.table import Row, raise_failure, shown_path, table
+from pytest_installperm.roles import is_under
 from pytest_installperm.wheels import (
     KIND_ENTRY_POINT,
     KIND_SCRIPT,

@@ -15,6 +15,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from pytest_installperm.placement.protocol import ChangesLike, EnvironmentLike
+from pytest_installperm.roles import is_scratch
 from pytest_installperm.wheels import WheelLayout
 
 #: Files an installer adds to a ``.dist-info`` directory, and who writes them
@@ -31,8 +32,6 @@ GENERATED_METADATA: Mapping[str, str] = {
 OPTIONAL_METADATA = ("INSTALLER", "REQUESTED")
 #: uv locks the environment it installs into with this file at its root.
 UV_LOCK = ".lock"
-#: Roles that hold an installer's own working files, never an installation.
-SCRATCH_ROLES = ("cache", "stage", "tmp")
 
 
 def is_bytecode(path: Path) -> bool:
@@ -53,14 +52,8 @@ def written(changes: ChangesLike) -> frozenset[Path]:
     return changes.created | changes.modified
 
 
-def is_under(path: Path, top: Path) -> bool:
-    return path == top or top in path.parents
-
-
 def in_scratch(env: EnvironmentLike, path: Path) -> bool:
-    return any(
-        role in env.roles and is_under(path, Path(env.roles[role])) for role in SCRATCH_ROLES
-    )
+    return is_scratch(env.roles, path)
 
 
 @dataclass
@@ -164,13 +157,11 @@ def dist_infos(sites: Iterable[Path]) -> list[DistInfo]:
 __all__ = [
     "GENERATED_METADATA",
     "OPTIONAL_METADATA",
-    "SCRATCH_ROLES",
     "UV_LOCK",
     "DistInfo",
     "dist_infos",
     "in_scratch",
     "is_bytecode",
-    "is_under",
     "read_dist_info",
     "required_metadata",
     "unrecorded_scripts",

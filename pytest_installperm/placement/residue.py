@@ -14,12 +14,12 @@ from pytest_installperm.placement.records import (
     dist_infos,
     in_scratch,
     is_bytecode,
-    is_under,
     required_metadata,
     unrecorded_scripts,
     written,
 )
 from pytest_installperm.placement.table import Row, raise_failure, require_started, table
+from pytest_installperm.roles import is_under
 
 
 def _broken(info: DistInfo, require: Iterable[str]) -> str | None:

@@ -13,8 +13,8 @@ from pathlib import Path
 from packaging.utils import NormalizedName
 
 from pytest_installperm.errors import WheelError
+from pytest_installperm.schemes import SCHEME_KEYS
 
-SCHEME_KEYS = ("purelib", "platlib", "scripts", "data", "headers")
 HASH_ALGORITHM = "sha256"
 #: What a wheel member is, for the verdicts: copied as is, a ``.data/scripts``
 #: file whose ``#!python`` shebang the installer rewrites, or a launcher the
