@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from dataclasses import replace
 
 from pytest_installperm.environment import InstallPerm
 from pytest_installperm.run import execute
@@ -27,17 +28,13 @@ def main(runs: int) -> None:
             times: dict[str, list[float]] = {"plain": [], "contained": []}
             for _ in range(runs):
                 for name, found in times.items():
-                    argv = list(program)
-                    if name == "contained":
-                        argv = backend.wrap(argv, env.root)
+                    launch = backend.launch(program, env.root, env.plan)
+                    if name == "plain":
+                        launch = replace(launch, containment=None)
                     start = time.perf_counter()
                     status = execute(
-                        argv,
-                        env=env.child_env(),
-                        cwd=env.sandbox.work,
-                        timeout=30,
-                        popen_kwargs=backend.popen_kwargs(),
-                    )[0]
+                        launch, env=env.child_env(), cwd=env.sandbox.work, timeout=30
+                    ).returncode
                     found.append(time.perf_counter() - start)
                     assert status == 0, program
             plain, contained = (statistics.median(times[k]) * 1000 for k in times)

@@ -14,11 +14,11 @@ from types import MappingProxyType
 
 import pytest
 
-from pytest_installperm.backends import Backend, Plan
+from pytest_installperm.backends import Backend
 from pytest_installperm.changes import Snapshot
 from pytest_installperm.errors import LockUnavailable
 from pytest_installperm.interpreter import Template, create_venv
-from pytest_installperm.locks import LockSpec
+from pytest_installperm.locks import LockSpec, Plan
 from pytest_installperm.roles import role_of, sandbox_roles
 from pytest_installperm.run import Arg, RunResult, execute
 from pytest_installperm.sandbox import Sandbox
@@ -56,6 +56,8 @@ class Environment:
         self._snapshot: Snapshot | None = None
         self.roles: Mapping[str, Path] = MappingProxyType(self._roles())
         self.allowed_roles = spec.allowed_roles()
+        #: The lock plan, made when the tree is built (see :meth:`lock`).
+        self.plan = Plan()
 
     # -- description -----------------------------------------------------
     @property
@@ -101,6 +103,11 @@ class Environment:
         )
 
     # -- running ---------------------------------------------------------
+    def lock(self) -> None:
+        """Make the lock profile hold: once, after the tree is built."""
+        self.plan = self.spec.plan(self.roles, self.sandbox.root)
+        self._backend.apply(self.plan)
+
     def snapshot(self) -> Snapshot:
         if self._snapshot is None:
             self._snapshot = Snapshot.take(self.sandbox.root)
@@ -137,26 +144,25 @@ class Environment:
         args = [str(argv[0]), *(self._stage(a) for a in argv[1:])]
         if any(isinstance(a, os.PathLike) for a in argv[1:]):
             snapshot.update()  # staging is ours, not the child's
-        status, out, err, timed_out, error, seconds = execute(
-            self._backend.wrap(args, self.sandbox.root),
+        done = execute(
+            self._backend.launch(args, self.sandbox.root, self.plan),
             env=self.child_env(env),
             cwd=self.sandbox.work,
             timeout=timeout,
-            popen_kwargs=self._backend.popen_kwargs(),
         )
         changes = snapshot.update().with_roles(self.roles)
         outside = frozenset(p for p in changes.all if self.role_of(p) not in self.allowed_roles)
         return RunResult(
             tuple(args),
-            status,
-            out,
-            err,
+            done.returncode,
+            done.stdout,
+            done.stderr,
             changes,
             outside,
             self,
-            timed_out=timed_out,
-            error=error,
-            duration_s=seconds,
+            timed_out=done.timed_out,
+            error=done.error,
+            duration_s=done.seconds,
         )
 
     def pip(
@@ -362,26 +368,9 @@ def _assemble(
         defaults=defaults,
         tools=tools,
     )
-    backend.apply(_plan(env))
+    env.lock()
     env.snapshot()
     return env
-
-
-def _plan(env: Environment) -> Plan:
-    """Grant every allowed role's tree; deny the locked ones and the scaffolding."""
-    sandbox, spec = env.sandbox, env.spec
-    plan = Plan()
-    plan.deny.append((sandbox.root, False))
-    plan.deny.append((sandbox.stage, True))
-    if env.kind == "venv":
-        plan.deny.append((sandbox.prefix, True))
-    for role in ("system", "system-scripts", "user", "home"):
-        if role in spec.locked and env.roles[role].exists():
-            plan.deny.append((env.roles[role], True))
-    for role in ("cache", "tmp", "work", "home", "system"):
-        if role in env.allowed_roles and env.roles[role].exists():
-            plan.grant.append(env.roles[role])
-    return plan
 
 
 def _install_pip(pip: PipCopy, scheme: Mapping[str, Path], python: Path, version: str) -> None:

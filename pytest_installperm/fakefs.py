@@ -915,12 +915,11 @@ def _build_tree(
         tree.dir(env.home)
         if "user" in spec.locked:
             tree.dir(env.userbase)
-    denied = {
-        str(roles[n]) for n in ("system", "system-scripts", "user", "home") if n in spec.locked
-    }
-    for name in ("cache", "tmp", "work", "home", "system"):
-        if name in env.allowed_roles and str(roles[name]) in tree.dirs:
-            _chown_tree(tree.dirs[str(roles[name])], str(roles[name]), denied)
+    plan = spec.plan(roles, env.root, exists=lambda p: str(p) in tree.dirs)
+    # As privdrop does: everything stays root's but the granted trees.
+    denied = {str(p) for p in plan.denied_trees()}
+    for top in plan.grant:
+        _chown_tree(tree.dirs[str(top)], str(top), denied)
 
 
 def _give_read_only(fs: FakeFilesystem, top: Path) -> None:

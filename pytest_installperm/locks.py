@@ -7,14 +7,54 @@ be enforced by ``chmod`` for a normal user or by dropping privileges as root.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from pytest_installperm.errors import RoleError
-from pytest_installperm.roles import ALWAYS_ALLOWED, LOCK_ROLES
+from pytest_installperm.roles import (
+    ALWAYS_ALLOWED,
+    BASE,
+    CACHE,
+    HOME,
+    LOCK_ROLES,
+    STAGE,
+    SYSTEM,
+    SYSTEM_SCRIPTS,
+    TMP,
+    USER,
+    WORK,
+)
 
 HOME_STATES = ("missing", "present", "unwritable")
 LOCK_MODES = ("deny", "readonly-fs")
+
+
+#: Roles whose trees are handed to the child when allowed, in this order. The
+#: user base and the system scripts are inside HOME and the prefix.
+_GRANTABLE = (CACHE, TMP, WORK, HOME, SYSTEM)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which trees the child may write and which it must not, and how.
+
+    Every backend and the in-process world apply this, and only this.
+    """
+
+    grant: tuple[Path, ...] = ()
+    #: Denied directories; with ``True`` the whole tree below is denied too.
+    deny: tuple[tuple[Path, bool], ...] = ()
+    #: Deny by read-only mounts (EROFS) instead of permissions (EACCES).
+    readonly_fs: bool = False
+
+    def denied_trees(self) -> tuple[Path, ...]:
+        return tuple(p for p, recursive in self.deny if recursive)
+
+    def readonly_trees(self) -> tuple[Path, ...]:
+        """The trees a child's namespace binds read-only (``readonly-fs`` only)."""
+        return self.denied_trees() if self.readonly_fs else ()
 
 
 @dataclass(frozen=True)
@@ -82,15 +122,36 @@ class LockSpec:
         so a locked or missing HOME closes it too.
         """
         allowed = set(ALWAYS_ALLOWED)
-        if "system" not in self.locked:
-            allowed.add("system")
-            if "system-scripts" not in self.locked:
-                allowed.add("system-scripts")
-        if "home" not in self.locked and self.home == "present":
-            allowed.add("home")
-            if "user" not in self.locked:
-                allowed.add("user")
+        if SYSTEM not in self.locked:
+            allowed.add(SYSTEM)
+            if SYSTEM_SCRIPTS not in self.locked:
+                allowed.add(SYSTEM_SCRIPTS)
+        if HOME not in self.locked and self.home == "present":
+            allowed.add(HOME)
+            if USER not in self.locked:
+                allowed.add(USER)
         return frozenset(allowed)
 
+    def plan(
+        self,
+        roles: Mapping[str, Path],
+        root: Path,
+        *,
+        exists: Callable[[Path], bool] = os.path.isdir,
+    ) -> Plan:
+        """Grant every allowed role's tree; deny the locked ones and the scaffolding.
 
-__all__ = ["HOME_STATES", "LOCK_MODES", "LOCK_ROLES", "LockSpec"]
+        ``root`` is the sandbox (the child may not add entries to it),
+        ``exists`` says which directories were built (a missing HOME has no
+        tree to grant or deny).
+        """
+        allowed = self.allowed_roles()
+        deny: list[tuple[Path, bool]] = [(root, False), (roles[STAGE], True)]
+        if BASE in roles:
+            deny.append((roles[BASE], True))
+        deny += [(roles[r], True) for r in LOCK_ROLES if r in self.locked and exists(roles[r])]
+        grant = tuple(roles[r] for r in _GRANTABLE if r in allowed and exists(roles[r]))
+        return Plan(grant, tuple(deny), self.mode == "readonly-fs")
+
+
+__all__ = ["HOME_STATES", "LOCK_MODES", "LOCK_ROLES", "LockSpec", "Plan"]

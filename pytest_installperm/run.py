@@ -12,12 +12,13 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
-from pytest_installperm.backends.contain import Channel, containment_of
+from pytest_installperm.backends import Launch
+from pytest_installperm.backends.contain import Channel
 from pytest_installperm.changes import Changes
 from pytest_installperm.errors import BackendError
 from pytest_installperm.verdicts import Verdicts
@@ -73,26 +74,32 @@ class RunResult(Verdicts):
         return head + (f"\n  last lines of output:\n{tail}" if tail else "")
 
 
-def execute(
-    argv: Sequence[str],
-    *,
-    env: Mapping[str, str],
-    cwd: Path,
-    timeout: float,
-    popen_kwargs: Mapping[str, object],
-) -> tuple[int, str, str, bool, str | None, float]:
-    """Run ``argv``; return (status, stdout, stderr, timed_out, error, seconds).
+@dataclass(frozen=True)
+class Exit:
+    """How one child ended: status, output, and whether it ran at all."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+    #: The OS error that prevented the start, e.g. a missing command.
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def execute(launch: Launch, *, env: Mapping[str, str], cwd: Path, timeout: float) -> Exit:
+    """Start ``launch`` and wait for it (at most ``timeout`` seconds).
 
     The child leads its own session, so a timeout (or leftovers of a finished
-    run) can be killed as one process group. When ``argv`` carries a
-    containment (``Backend.wrap`` returns one), the child starts in its private
-    mount namespace; whatever is left in that namespace afterwards is killed,
-    even processes that left the group. A containment that cannot start is a
+    run) can be killed as one process group. With a containment (every
+    backend's launch has one), the child starts in its private mount
+    namespace; whatever is left in that namespace afterwards is killed, even
+    processes that left the group. A containment that cannot start is a
     :class:`BackendError`, and a write caught outside the sandbox (detect mode)
     a :class:`ContainmentError`: neither ever looks like an installer's result.
     """
-    containment = containment_of(argv)
-    kwargs = dict(popen_kwargs)
+    argv, containment = launch.argv, launch.containment
+    kwargs = dict(launch.popen_kwargs)
     channel = None
     if containment is not None:
         channel = Channel()
@@ -126,7 +133,7 @@ def execute(
                     f"failed): {exc}; popen arguments {sorted(kwargs)}"
                 ) from exc
             message = f"{type(exc).__name__}: {exc}"
-            return NOT_STARTED, "", message + "\n", False, message, time.monotonic() - start
+            return Exit(NOT_STARTED, "", message + "\n", False, message, time.monotonic() - start)
         namespace: list[int | None] = [None]
 
         def kill() -> None:
@@ -150,7 +157,7 @@ def execute(
     text_err = err.decode("utf-8", "replace")
     if timed_out:
         text_err += f"\n[pytest-installperm] timed out after {timeout}s; process group killed\n"
-    return proc.returncode, text_out, text_err, timed_out, None, time.monotonic() - start
+    return Exit(proc.returncode, text_out, text_err, timed_out, None, time.monotonic() - start)
 
 
 def _communicate(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from pytest_installperm.backends import bypasses_permissions, choose
 from pytest_installperm.errors import BackendError, RoleError
 from pytest_installperm.locks import LOCK_ROLES, LockSpec
+from pytest_installperm.roles import sandbox_roles
 
 
 def test_unknown_role_lists_valid_roles() -> None:
@@ -59,3 +61,43 @@ def test_chmod_refuses_when_permissions_are_bypassed() -> None:
 def test_privdrop_refuses_uid_zero() -> None:
     spec = LockSpec.make(("system",))
     assert "uid 0" in (choose("privdrop", spec, uid=0, gid=0).cannot_hold(spec) or "")
+
+
+def _roles(root: Path, *, venv: bool) -> dict[str, Path]:
+    prefix = root / ("venv" if venv else "prefix")
+    return sandbox_roles(
+        root, prefix=prefix, scripts=prefix / "bin", userbase=root / "home/.local", venv=venv
+    )
+
+
+def test_plan_grants_allowed_trees_and_denies_locked_ones_and_scaffolding() -> None:
+    root = Path("/s")
+    roles = _roles(root, venv=True)
+    plan = LockSpec.make(("system",)).plan(roles, root, exists=lambda p: True)
+    assert plan.grant == (root / "cache", root / "tmp", root / "work", root / "home")
+    assert plan.deny == (
+        (root, False),
+        (root / "stage", True),
+        (root / "prefix", True),
+        (root / "venv", True),
+    )
+    assert not plan.readonly_fs and plan.readonly_trees() == ()
+
+
+def test_plan_skips_trees_that_were_not_built() -> None:
+    root = Path("/s")
+    roles = _roles(root, venv=False)
+    spec = LockSpec.make(("user",), home="missing", mode="readonly-fs")
+    plan = spec.plan(roles, root, exists=lambda p: p != roles["home"] and p != roles["user"])
+    assert roles["home"] not in plan.grant and roles["system"] in plan.grant
+    assert all(path != roles["user"] for path, _ in plan.deny)
+    assert plan.readonly_fs and plan.readonly_trees() == (root / "stage",)
+
+
+def test_cannot_hold_is_a_query() -> None:
+    for name in ("chmod", "privdrop", "mountns"):
+        backend = choose(name, LockSpec.make(()), uid=65534, gid=65534)
+        before = dict(vars(backend))
+        for spec in (LockSpec.make(()), LockSpec.make(("system",), mode="readonly-fs")):
+            backend.cannot_hold(spec)
+        assert vars(backend) == before, name

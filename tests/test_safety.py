@@ -13,6 +13,7 @@ These run as root in CI: the worst case, since root could write anywhere.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import os
 import signal
@@ -430,9 +431,9 @@ def test_containment_that_cannot_start_is_an_error(installperm: InstallPerm) -> 
     if contain.namespace_mode()[0] == "detect":
         pytest.skip(f"no mount namespace here: {contain.namespace_mode()[1]}")
     env = installperm.system(externally_managed=False, locked=())
-    backend = env._backend
-    backend.readonly = (env.root / "no-such-dir",)
-    backend._containment = None
+    env.plan = dataclasses.replace(
+        env.plan, deny=((env.root / "no-such-dir", True),), readonly_fs=True
+    )
     with pytest.raises(BackendError, match="bind a locked tree"):
         env.run([env.python, "-c", "pass"])
     _closed(installperm, env)

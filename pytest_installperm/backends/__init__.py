@@ -21,29 +21,18 @@ run loudly.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from pytest_installperm.backends.contain import Contained, Containment, namespace_mode
+from pytest_installperm.backends.contain import Containment, namespace_mode
 from pytest_installperm.errors import BackendError
-from pytest_installperm.locks import LockSpec
+from pytest_installperm.locks import LockSpec, Plan
 
 BACKENDS = ("auto", "chmod", "privdrop", "mountns")
 
 CAP_DAC_OVERRIDE = 1
-
-
-@dataclass
-class Plan:
-    """Which trees the child may write and which it must not."""
-
-    grant: list[Path] = field(default_factory=list)
-    #: Denied directories; with ``True`` the whole tree below is denied too.
-    deny: list[tuple[Path, bool]] = field(default_factory=list)
-
-    def denied_trees(self) -> list[Path]:
-        return [p for p, recursive in self.deny if recursive]
 
 
 def effective_capabilities() -> int:
@@ -63,46 +52,73 @@ def bypasses_permissions() -> bool:
     return bool(effective_capabilities() & (1 << CAP_DAC_OVERRIDE))
 
 
-class Backend:
-    """Base class: a named way to enforce a :class:`Plan` on a child."""
+@dataclass(frozen=True)
+class Launch:
+    """How to start one child: what runs, the Popen arguments that put it in
+    place (uid, groups), and the containment it starts in (or None)."""
 
-    name = "base"
+    argv: tuple[str, ...]
+    popen_kwargs: Mapping[str, object] = field(default_factory=dict)
+    containment: Containment | None = None
+
+
+class Backend(Protocol):
+    """A named way to enforce a :class:`Plan` on a child."""
+
+    #: The name ``--installperm-backend`` and ``env.backend`` use.
+    name: str
     #: Whether the interpreter must be copied so another uid can read it.
-    needs_readable_copies = False
-    #: Trees bound read-only in the child's namespace (``readonly-fs`` locks).
-    readonly: tuple[Path, ...] = ()
-    _containment: Containment | None = None
+    needs_readable_copies: bool
 
     def cannot_hold(self, spec: LockSpec) -> str | None:
-        """Why this backend cannot make ``spec`` hold here, or None if it can."""
-        raise NotImplementedError
+        """Why this backend cannot make ``spec`` hold here, or None if it can.
+
+        A query: it changes nothing.
+        """
 
     def apply(self, plan: Plan) -> None:
         """Make ``plan`` hold before the child starts."""
-        raise NotImplementedError
 
     def popen_kwargs(self) -> Mapping[str, object]:
-        """Extra ``subprocess.Popen`` arguments that put the child in place."""
+        """``subprocess.Popen`` arguments that give a child the backend's identity."""
+
+    def launch(self, argv: Sequence[str], sandbox_root: Path, plan: Plan) -> Launch:
+        """How to start ``argv`` contained in ``sandbox_root`` under ``plan``."""
+
+    def owner(self) -> tuple[int, int]:
+        """The uid and gid the child runs as."""
+
+
+class BackendBase:
+    """What the backends share: the launch of a contained child.
+
+    A backend serves one environment, so the containment (and, in detect
+    mode, its watch over the outside) is built once and reused per run.
+    """
+
+    name = "base"
+    needs_readable_copies = False
+
+    def __init__(self) -> None:
+        self._containment: Containment | None = None
+
+    def popen_kwargs(self) -> Mapping[str, object]:
         return {}
-
-    def wrap(self, argv: list[str], sandbox_root: Path) -> list[str]:
-        """``argv``, carrying the containment its child starts in.
-
-        A backend serves one environment, so the containment (and, in detect
-        mode, its watch over the outside) is built once and reused per run.
-        """
-        if self._containment is None or self._containment.root != sandbox_root:
-            mode, _why = namespace_mode()
-            self._containment = Containment(sandbox_root, mode, self.readonly, self.identity())
-        return Contained(argv, self._containment)
 
     def identity(self) -> tuple[int, int] | None:
         """The uid and gid the child drops to, or None to keep ours."""
         return None
 
     def owner(self) -> tuple[int, int]:
-        """The uid and gid the child runs as."""
         return os.geteuid(), os.getegid()
+
+    def launch(self, argv: Sequence[str], sandbox_root: Path, plan: Plan) -> Launch:
+        readonly = plan.readonly_trees()
+        held = self._containment
+        if held is None or held.root != sandbox_root or held.readonly != readonly:
+            mode, _why = namespace_mode()
+            held = self._containment = Containment(sandbox_root, mode, readonly, self.identity())
+        return Launch(tuple(argv), self.popen_kwargs(), held)
 
 
 def _walk(top: Path, skip: frozenset[Path]) -> list[tuple[str, bool, int]]:
@@ -155,3 +171,15 @@ def choose(name: str, spec: LockSpec, *, uid: int, gid: int) -> Backend:
 
         return MountnsBackend(uid, gid)
     raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendBase",
+    "Launch",
+    "Plan",
+    "bypasses_permissions",
+    "choose",
+    "effective_capabilities",
+]

@@ -11,13 +11,13 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from pytest_installperm.backends import Backend, Plan, _walk, bypasses_permissions
-from pytest_installperm.locks import LockSpec
+from pytest_installperm.backends import BackendBase, _walk, bypasses_permissions
+from pytest_installperm.locks import LockSpec, Plan
 
 _NO_WRITE = ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
 
 
-class ChmodBackend(Backend):
+class ChmodBackend(BackendBase):
     name = "chmod"
 
     def cannot_hold(self, spec: LockSpec) -> str | None:

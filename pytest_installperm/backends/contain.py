@@ -43,10 +43,9 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
 
 from pytest_installperm.changes import Snapshot
 from pytest_installperm.errors import BackendError, ContainmentError
@@ -597,30 +596,11 @@ def _wait_dead(pids: list[int], limit: float = 5.0) -> None:
             time.sleep(0.001)
 
 
-class Contained(List[str]):
-    """An argv that carries the :class:`Containment` its child must run in.
-
-    ``Backend.wrap`` returns one, and ``run.execute`` reads it, so the argv is
-    what actually runs: no launcher program sits in front of the installer.
-    """
-
-    def __init__(self, argv: Iterable[str], containment: Containment) -> None:
-        super().__init__(argv)
-        self.containment = containment
-
-
-def containment_of(argv: Sequence[str]) -> Optional[Containment]:
-    found = getattr(argv, "containment", None)
-    return found if isinstance(found, Containment) else None
-
-
 __all__ = [
     "MODES",
-    "Contained",
     "Containment",
     "Enter",
     "Watch",
-    "containment_of",
     "namespace_mode",
     "reap",
 ]

@@ -21,26 +21,24 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from pytest_installperm.backends import Backend, Plan, bypasses_permissions
+from pytest_installperm.backends import BackendBase, bypasses_permissions
 from pytest_installperm.backends.chmod import take_write_bits
 from pytest_installperm.backends.contain import namespace_mode
 from pytest_installperm.backends.privdrop import give
-from pytest_installperm.locks import LockSpec
+from pytest_installperm.locks import LockSpec, Plan
 
 
-class MountnsBackend(Backend):
+class MountnsBackend(BackendBase):
     name = "mountns"
 
     def __init__(self, uid: int, gid: int) -> None:
+        super().__init__()
         self.uid = uid
         self.gid = gid
         self.as_root = os.geteuid() == 0
         self.needs_readable_copies = self.as_root
-        self.mode = "deny"
 
     def cannot_hold(self, spec: LockSpec) -> str | None:
-        # The lock mode decides what apply() does; the factory asks this first.
-        self.mode = spec.mode
         mode, why = namespace_mode()
         if mode == "detect":
             return (
@@ -64,8 +62,9 @@ class MountnsBackend(Backend):
 
     def apply(self, plan: Plan) -> None:
         denied = plan.denied_trees()
-        if self.mode == "readonly-fs":
-            self.readonly = tuple(denied)
+        if plan.readonly_fs:
+            # The child's namespace binds the denied trees read-only (see
+            # launch()); nothing else may stand in its way.
             if self.as_root:
                 give([*plan.grant, *denied], (), self.uid, self.gid)
             else:

@@ -11,15 +11,16 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from pytest_installperm.backends import Backend, Plan, _walk
-from pytest_installperm.locks import LockSpec
+from pytest_installperm.backends import BackendBase, _walk
+from pytest_installperm.locks import LockSpec, Plan
 
 
-class PrivdropBackend(Backend):
+class PrivdropBackend(BackendBase):
     name = "privdrop"
     needs_readable_copies = True
 
     def __init__(self, uid: int, gid: int) -> None:
+        super().__init__()
         self.uid = uid
         self.gid = gid
 
