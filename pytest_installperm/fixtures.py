@@ -1,22 +1,31 @@
-"""The fixtures: thin wrappers over the exported classes."""
+"""The fixtures: thin wrappers over the exported classes.
+
+Everything a fixture needs is imported when it is first requested, not when
+pytest loads the plugin.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pytest_installperm import options
-from pytest_installperm.environment import InstallPerm
-from pytest_installperm.fakefs import FakeInstallPerm
-from pytest_installperm.session import Session
-from pytest_installperm.wheels import MakeWheel
 
-SESSION_KEY = pytest.StashKey[Session]()
+if TYPE_CHECKING:
+    from pytest_installperm.environment import InstallPerm
+    from pytest_installperm.fakefs import FakeInstallPerm
+    from pytest_installperm.session import Session
+    from pytest_installperm.wheels import MakeWheel
+
+SESSION_KEY = pytest.StashKey["Session"]()
 
 
 def get_session(config: pytest.Config) -> Session:
     """The session state, created on first use and removed at session end."""
+    from pytest_installperm.session import Session
+
     session = config.stash.get(SESSION_KEY, None)
     if session is None:
         settings = options.check(config)
@@ -38,6 +47,8 @@ def installperm(request: pytest.FixtureRequest) -> Iterator[InstallPerm]:
     interpreter whose system site the child cannot write; ``.run()`` and
     ``.pip()`` run installers there and report where every file went.
     """
+    from pytest_installperm.environment import InstallPerm
+
     factory = InstallPerm(get_session(request.config))
     yield factory
     factory.close()
@@ -50,6 +61,8 @@ def make_wheel(request: pytest.FixtureRequest) -> MakeWheel:
     Wheels go into a directory in the session root, which a child running as
     another uid can read (pytest's own basetemp is 0700 when we are root).
     """
+    from pytest_installperm.wheels import MakeWheel
+
     return MakeWheel(get_session(request.config).root.new_dir("wheels-"))
 
 
@@ -60,6 +73,8 @@ def installperm_fakefs(request: pytest.FixtureRequest) -> Iterator[FakeInstallPe
     Not combinable with pyfakefs's own ``fs`` fixture (one Patcher per process):
     use ``installperm_fakefs.fs``. See docs/fakefs.md for what is emulated.
     """
+    from pytest_installperm.fakefs import FakeInstallPerm
+
     factory = FakeInstallPerm(request.fixturenames)
     yield factory
     factory.close()

@@ -68,11 +68,6 @@ def _option(config: pytest.Config, name: str) -> Any:
     return value if value not in (None, [], "") else config.getini(name)
 
 
-def enabled(config: pytest.Config) -> bool:
-    """``--installperm`` given, or ``installperm = true`` in the ini file."""
-    return bool(config.getoption("installperm", False) or config.getini("installperm"))
-
-
 def parse_declarations(lines: Iterable[str]) -> dict[tuple[str, str], str]:
     """``INSTALLER SCENARIO: reason`` per line; UsageError for anything else."""
     found: dict[tuple[str, str], str] = {}

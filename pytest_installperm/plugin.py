@@ -1,6 +1,13 @@
-"""pytest hooks of pytest-installperm: options, ini mirrors, markers, cleanup."""
+"""pytest hooks of pytest-installperm: options, ini mirrors, markers, cleanup.
+
+pytest imports this module in every session of every project that has the
+plugin installed, so it imports only what the hooks need; the fixtures, the
+matrix and the verdicts load when a test or ``--installperm`` asks for them.
+"""
 
 from __future__ import annotations
+
+import sys
 
 import pytest
 
@@ -93,10 +100,11 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     """Refuse bad options, ini values, installers and scenario files before anything runs."""
     if config.getoption("help", False):
         return
-    from pytest_installperm import matrix, options
+    from pytest_installperm import options
 
-    options.check(config)
-    if matrix.enabled(config):
+    if options.check(config).matrix:
+        from pytest_installperm import matrix
+
         matrix.load_settings(config)
 
 
@@ -104,10 +112,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "installperm: a test that runs installers against locked directories"
     )
-    from pytest_installperm import matrix
+    if _matrix_wanted(config):
+        from pytest_installperm import matrix
 
-    if matrix.enabled(config) and not config.pluginmanager.has_plugin(matrix.PLUGIN_NAME):
-        config.pluginmanager.register(matrix.MatrixPlugin(config), matrix.PLUGIN_NAME)
+        if not config.pluginmanager.has_plugin(matrix.PLUGIN_NAME):
+            config.pluginmanager.register(matrix.MatrixPlugin(config), matrix.PLUGIN_NAME)
+
+
+def _matrix_wanted(config: pytest.Config) -> bool:
+    """``--installperm`` or its ini mirror, read without importing the matrix."""
+    from pytest_installperm import options
+
+    return bool(options.option(config, "installperm"))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -120,6 +136,8 @@ def pytest_assertrepr_compare(
     config: pytest.Config, op: str, left: object, right: object
 ) -> list[str] | None:
     """Readable failures for ``==`` on a run's changes or result."""
+    if "pytest_installperm.changes" not in sys.modules:
+        return None  # no Changes exists yet: nothing of ours is being compared
     from pytest_installperm.placement import explain_comparison
 
     return explain_comparison(op, left, right)

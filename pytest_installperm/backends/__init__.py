@@ -24,11 +24,13 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from pytest_installperm.backends.contain import Containment, namespace_mode
 from pytest_installperm.errors import BackendError
 from pytest_installperm.locks import LockSpec, Plan
+
+if TYPE_CHECKING:  # contain.py (ctypes, the namespace code) loads on the first launch
+    from pytest_installperm.backends.contain import Containment
 
 BACKENDS = ("auto", "chmod", "privdrop", "mountns")
 
@@ -113,6 +115,8 @@ class BackendBase:
         return os.geteuid(), os.getegid()
 
     def launch(self, argv: Sequence[str], sandbox_root: Path, plan: Plan) -> Launch:
+        from pytest_installperm.backends.contain import Containment, namespace_mode
+
         readonly = plan.readonly_trees()
         held = self._containment
         if held is None or held.root != sandbox_root or held.readonly != readonly:
