@@ -88,7 +88,7 @@ from pytest_installperm.fakefs_layouts import (
 from pytest_installperm.locks import LockSpec
 from pytest_installperm.roles import role_of, sandbox_roles
 from pytest_installperm.schemes import SCHEME_KEYS, Schemes, relative_layout
-from pytest_installperm.verdicts import Verdicts
+from pytest_installperm.verdicts import PlacementAssertions
 from pytest_installperm.wheels import install_wheel
 
 #: The identity code under test sees: a normal user, like uid 1000 in a Docker
@@ -322,7 +322,7 @@ class FakeSnapshot:
 
 
 @dataclass(frozen=True)
-class FakeResult(Verdicts):
+class FakeResult(PlacementAssertions):
     """What one in-process call did: the RunResult API, plus the return value.
 
     ``returncode`` is 0 when the call returned, the exit status of a

@@ -21,7 +21,7 @@ from pytest_installperm.backends import Launch
 from pytest_installperm.backends.contain import Channel
 from pytest_installperm.changes import Changes
 from pytest_installperm.errors import BackendError
-from pytest_installperm.verdicts import Verdicts
+from pytest_installperm.verdicts import PlacementAssertions
 
 if TYPE_CHECKING:
     from pytest_installperm.environment import Environment
@@ -35,7 +35,7 @@ DRAIN_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
-class RunResult(Verdicts):
+class RunResult(PlacementAssertions):
     """What one installer run did: status, output, and changes by role."""
 
     argv: tuple[str, ...]

@@ -3,7 +3,7 @@
 Both :class:`~pytest_installperm.run.RunResult` (subprocess mode) and
 :class:`~pytest_installperm.fakefs.FakeResult` (in-process mode) offer the
 same four assertions; they differ only in how a wheel path is made visible to
-the run, which :meth:`Verdicts._wheel_for_verdict` lets a class choose.
+the run, which :meth:`PlacementAssertions._wheel_for_verdict` lets a class choose.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from pytest_installperm.placement import Result
 
 
-class Verdicts:
+class PlacementAssertions:
     """``assert_installed``, ``assert_not_installed``, ``assert_untouched`` and
     ``assert_no_residue``, delegating to :mod:`pytest_installperm.placement`."""
 
