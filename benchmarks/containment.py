@@ -18,6 +18,33 @@ from pytest_installperm.run import execute
 from pytest_installperm.session import Session
 
 
+def extra_ms_median(runs: int = 30) -> float | None:
+    """Median per-run price of containment (``/bin/true``, contained minus
+    plain, interleaved), in ms: the benchmark's ``containment_ms_median``."""
+    session = Session()
+    factory = InstallPerm(session)
+    try:
+        try:
+            env = factory.system(externally_managed=False, locked=("system",))
+        except BaseException:  # a skip: no namespace here
+            return None
+        extra = []
+        for _ in range(runs):
+            spent = {}
+            for contained in (False, True):
+                launch = env._backend.launch(["/bin/true"], env.root, env.plan)
+                if not contained:
+                    launch = replace(launch, containment=None)
+                start = time.perf_counter()
+                execute(launch, env=env.child_env(), cwd=env.sandbox.work, timeout=30)
+                spent[contained] = time.perf_counter() - start
+            extra.append((spent[True] - spent[False]) * 1000)
+        return round(statistics.median(extra), 3)
+    finally:
+        factory.close()
+        session.close()
+
+
 def main(runs: int) -> None:
     session = Session()
     factory = InstallPerm(session)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+import containment
 import measure
 from sitegen import small_wheel
 
@@ -405,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         os.chmod(work, 0o711)
         tempfile.tempdir = str(work)
         data = run_all(args, work, base_tmp)
+        data["containment_ms_median"] = containment.extra_ms_median(10 if args.quick else 100)
     finally:
         tempfile.tempdir = previous
         shutil.rmtree(work, ignore_errors=True)

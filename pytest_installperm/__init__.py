@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pytest_installperm.backends.contain.limits import Limits
     from pytest_installperm.changes import Changes
     from pytest_installperm.environment import Environment, InstallPerm
     from pytest_installperm.errors import (
@@ -43,6 +44,7 @@ _EXPORTS = {
     "InstallPerm": "environment",
     "InstallPermError": "errors",
     "InterpreterError": "errors",
+    "Limits": "backends.contain.limits",
     "LockUnavailable": "errors",
     "MakeWheel": "wheels",
     "PlacementError": "errors",
@@ -66,6 +68,7 @@ __all__ = [
     "InstallPerm",
     "InstallPermError",
     "InterpreterError",
+    "Limits",
     "LockUnavailable",
     "MakeWheel",
     "PlacementError",

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -24,6 +26,9 @@ from pytest_installperm.run import Arg, RunResult, execute
 from pytest_installperm.sandbox import Sandbox
 from pytest_installperm.schemes import SCHEME_KEYS, Schemes
 from pytest_installperm.session import PipCopy, SchemeFacts, Session, library_path
+
+if TYPE_CHECKING:
+    from pytest_installperm.backends.contain.limits import Limits
 
 DEFAULT_TIMEOUT = 120.0
 
@@ -134,18 +139,24 @@ class Environment:
         *,
         env: Mapping[str, str | None] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        network: bool = False,
+        limits: Limits | None = None,
     ) -> RunResult:
         """Run ``argv`` as the locked-out child and return what it did.
 
         ``env`` adds to (or, with None values, removes from) the constructed
         environment; nothing from this process's environment gets in otherwise.
+        The child has only loopback, in a network namespace of its own, unless
+        ``network=True`` (for an index server the test runs, say). ``limits``
+        raises or lowers its resource limits (see :class:`Limits`).
         """
         snapshot = self.snapshot()
         args = [str(argv[0]), *(self._stage(a) for a in argv[1:])]
         if any(isinstance(a, os.PathLike) for a in argv[1:]):
             snapshot.update()  # staging is ours, not the child's
+        launch = self._backend.launch(args, self.sandbox.root, self.plan)
         done = execute(
-            self._backend.launch(args, self.sandbox.root, self.plan),
+            replace(launch, network=network, limits=limits),
             env=self.child_env(env),
             cwd=self.sandbox.work,
             timeout=timeout,
@@ -163,6 +174,8 @@ class Environment:
             timed_out=done.timed_out,
             error=done.error,
             duration_s=done.seconds,
+            stdout_dropped=done.stdout_dropped,
+            stderr_dropped=done.stderr_dropped,
         )
 
     def pip(
@@ -170,9 +183,17 @@ class Environment:
         *args: Arg,
         env: Mapping[str, str | None] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        network: bool = False,
+        limits: Limits | None = None,
     ) -> RunResult:
         """``python -m pip ARGS`` in this environment."""
-        return self.run([self.python, "-m", "pip", *args], env=env, timeout=timeout)
+        return self.run(
+            [self.python, "-m", "pip", *args],
+            env=env,
+            timeout=timeout,
+            network=network,
+            limits=limits,
+        )
 
     def tool(self, name: str) -> Path:
         """The readable copy of an installer program (e.g. ``uv``) for children."""

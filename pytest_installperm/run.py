@@ -1,7 +1,7 @@
 """Run one installer command in an environment and record what it did.
 
 The child gets a constructed environment (see :meth:`Sandbox.child_env`), its
-own session and process group, and a timeout that kills the whole group. The
+own session and namespaces, and a timeout that kills its PID namespace. The
 result carries the installer's own words and every change to the sandbox.
 """
 
@@ -12,13 +12,12 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 from pytest_installperm.backends import Launch
-from pytest_installperm.backends.contain import Channel
 from pytest_installperm.changes import Changes
 from pytest_installperm.errors import BackendError
 from pytest_installperm.verdicts import PlacementAssertions
@@ -49,6 +48,9 @@ class RunResult(PlacementAssertions):
     #: The OS error that prevented the start, e.g. a missing command.
     error: str | None = None
     duration_s: float = 0.0
+    #: Bytes dropped from the middle of stdout / stderr (``Limits.output_bytes``).
+    stdout_dropped: int = 0
+    stderr_dropped: int = 0
 
     @property
     def backend(self) -> str:
@@ -62,13 +64,16 @@ class RunResult(PlacementAssertions):
     def describe(self, lines: int = 15) -> str:
         """Exit status and the last lines of stderr (or stdout), for messages."""
         status = (
-            f"timed out after {self.duration_s:.1f}s (process group killed)"
+            f"timed out after {self.duration_s:.1f}s (PID namespace killed)"
             if (self.timed_out)
             else f"exit status {self.returncode}"
         )
         head = f"$ {' '.join(self.argv)}\n  {status} (backend {self.backend})"
         if self.error:
             head += f"\n  could not start: {self.error}"
+        for name, dropped in (("stdout", self.stdout_dropped), ("stderr", self.stderr_dropped)):
+            if dropped:
+                head += f"\n  {name} truncated: {dropped} bytes dropped (Limits.output_bytes)"
         text = (self.stderr.strip() or self.stdout.strip()).splitlines()[-lines:]
         tail = "\n".join(f"  | {line}" for line in text)
         return head + (f"\n  last lines of output:\n{tail}" if tail else "")
@@ -85,25 +90,34 @@ class Exit:
     #: The OS error that prevented the start, e.g. a missing command.
     error: str | None = None
     seconds: float = 0.0
+    #: Bytes dropped from the middle of each stream (``Limits.output_bytes``).
+    stdout_dropped: int = 0
+    stderr_dropped: int = 0
 
 
 def execute(launch: Launch, *, env: Mapping[str, str], cwd: Path, timeout: float) -> Exit:
     """Start ``launch`` and wait for it (at most ``timeout`` seconds).
 
-    The child leads its own session, so a timeout (or leftovers of a finished
-    run) can be killed as one process group. With a containment (every
-    backend's launch has one), the child starts in its private mount
-    namespace; whatever is left in that namespace afterwards is killed, even
-    processes that left the group. A containment that cannot start is a
-    :class:`BackendError`, and a write caught outside the sandbox (detect mode)
-    a :class:`ContainmentError`: neither ever looks like an installer's result.
+    The child leads its own session. With a containment (every backend's
+    launch has one), the child starts in its own namespaces; after the run (or
+    at the timeout) its PID namespace is killed whole. A containment that
+    cannot start is a :class:`BackendError`: it never looks like an
+    installer's result. Output beyond ``Limits.output_bytes`` per stream is
+    dropped from the middle and counted.
     """
+    from pytest_installperm.backends.contain.limits import DEFAULT_LIMITS, capture
+
     argv, containment = launch.argv, launch.containment
+    limits = launch.limits or DEFAULT_LIMITS
     kwargs = dict(launch.popen_kwargs)
     channel = None
     if containment is not None:
+        from pytest_installperm.backends.contain import Channel
+
         channel = Channel()
-        kwargs = containment.popen_kwargs(kwargs, channel.child_fd)
+        kwargs = containment.popen_kwargs(
+            kwargs, channel.child_fd, network=launch.network, limits=limits
+        )
     start = time.monotonic()
     try:
         try:
@@ -134,58 +148,44 @@ def execute(launch: Launch, *, env: Mapping[str, str], cwd: Path, timeout: float
                 ) from exc
             message = f"{type(exc).__name__}: {exc}"
             return Exit(NOT_STARTED, "", message + "\n", False, message, time.monotonic() - start)
-        namespace: list[int | None] = [None]
+        init: list[int | None] = [None]
 
         def kill() -> None:
-            _kill_group(proc.pid)
-            if containment is not None:
-                held, namespace[0] = namespace[0], None
-                containment.reap(held, proc.pid)
+            if containment is None:
+                _kill_group(proc.pid)
+                return
+            held, init[0] = init[0], None
+            try:
+                containment.reap(held)
+            finally:
+                proc.kill()  # the waiter; Popen never signals a reaped pid
 
         try:
             if containment is not None and channel is not None:
-                namespace[0] = containment.started(channel.receive())
-            out, err, timed_out = _communicate(proc, timeout, kill)
+                init[0] = containment.started(channel.receive())
+            captured = capture(proc, timeout, limits.output_bytes, kill, DRAIN_SECONDS)
         finally:
-            kill()
-            if containment is not None:
-                containment.finish()
+            if proc.returncode is None or init[0] is not None:
+                kill()
+                proc.wait()
     finally:
         if channel is not None:
             channel.close()
-    text_out = out.decode("utf-8", "replace")
-    text_err = err.decode("utf-8", "replace")
-    if timed_out:
-        text_err += f"\n[pytest-installperm] timed out after {timeout}s; process group killed\n"
-    return Exit(proc.returncode, text_out, text_err, timed_out, None, time.monotonic() - start)
-
-
-def _communicate(
-    proc: subprocess.Popen[bytes], timeout: float, kill: Callable[[], None]
-) -> tuple[bytes, bytes, bool]:
-    """Output of ``proc``; on timeout ``kill`` everything it started, then drain.
-
-    A descendant that escaped both the process group and the namespace (detect
-    mode only) may still hold the pipes: the drain then gives up after a grace
-    period rather than hang the test session.
-    """
-    try:
-        out, err = proc.communicate(timeout=timeout)
-        return out, err, False
-    except subprocess.TimeoutExpired:
-        kill()
-    try:
-        out, err = proc.communicate(timeout=DRAIN_SECONDS)
-    except subprocess.TimeoutExpired:
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
-        proc.wait()
-        out, err = b"", b"[pytest-installperm] output lost: a descendant kept the pipes open\n"
-    return out, err, True
+    err = captured.stderr
+    if captured.timed_out:
+        err += f"\n[pytest-installperm] timed out after {timeout}s; its PID namespace was killed\n"
+    return Exit(
+        proc.returncode,
+        captured.stdout,
+        err,
+        timed_out=captured.timed_out,
+        seconds=time.monotonic() - start,
+        stdout_dropped=captured.stdout_dropped,
+        stderr_dropped=captured.stderr_dropped,
+    )
 
 
 def _kill_group(pgid: int) -> None:
-    """SIGKILL whatever is left of the child's process group."""
+    """SIGKILL whatever is left of an uncontained child's process group."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)

@@ -19,6 +19,7 @@ NUMBER = (int, float)
 #: Fields a --quick run must fill with a number.
 MEASURED = (
     "overhead_ms_median",
+    "containment_ms_median",
     "venv_ms_median",
     "virtualenv_ms_median",
     "uv_install_ms_median",

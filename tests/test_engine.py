@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from engine_checks import FALLBACK, check_pip_fell_back, check_uv_denied
+from processes import canary_name, host_processes_named, set_name_code
 
 from pytest_installperm import Environment, InstallPerm, InterpreterError, RoleError
 
@@ -151,28 +152,19 @@ def test_caller_env_is_passed_and_removed(installperm: InstallPerm) -> None:
     assert result.stdout.split() == ["1", "None"]
 
 
-def test_timeout_kills_the_process_group(installperm: InstallPerm) -> None:
+def test_timeout_kills_the_pid_namespace(installperm: InstallPerm) -> None:
     env = installperm.system(externally_managed=False, locked=())
-    pidfile = env.sandbox.tmp / "grandchild.pid"
+    name = canary_name()
     code = (
         "import subprocess, sys, time; "
-        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
-        f"open({str(pidfile)!r}, 'w').write(str(p.pid)); time.sleep(600)"
+        "p = subprocess.Popen([sys.executable, '-c', "
+        f"{set_name_code(name) + '; import time; time.sleep(600)'!r}]); time.sleep(600)"
     )
     result = env.run([env.python, "-c", code], timeout=2)
     assert result.timed_out
-    assert "timed out after 2" in result.describe() and "process group killed" in result.stderr
-    grandchild = int(pidfile.read_text())
-    assert not _alive(grandchild), f"grandchild {grandchild} survived the timeout"
-
-
-def _alive(pid: int) -> bool:
-    """True unless ``pid`` is gone or a zombie (our init may not reap orphans)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")
+    assert "timed out after 2" in result.describe()
+    assert "PID namespace was killed" in result.stderr, result.stderr
+    assert host_processes_named(name) == [], "a grandchild survived the timeout"
 
 
 def test_missing_command_is_a_result(installperm: InstallPerm) -> None:

@@ -36,7 +36,7 @@ print(json.dumps(found))
 """
 
 needs_namespace = pytest.mark.skipif(
-    namespace_mode()[0] == "detect",
+    namespace_mode()[0] == "none",
     reason=f"no mount or user namespace here: {namespace_mode()[1]}",
 )
 
@@ -139,7 +139,7 @@ def test_no_fallback_hint_depends_on_errno(
     installperm: InstallPerm, wheel: Path, lock_mode: str
 ) -> None:
     """User site off, so no fallback: EACCES suggests ``--user``, EROFS does not."""
-    if lock_mode == "readonly-fs" and namespace_mode()[0] == "detect":
+    if lock_mode == "readonly-fs" and namespace_mode()[0] == "none":
         pytest.skip(f"no mount or user namespace here: {namespace_mode()[1]}")
     env = installperm.system(
         externally_managed=False, locked=("system",), user_site=False, lock_mode=lock_mode

@@ -13,9 +13,9 @@ in which case the test is skipped with that reason. It never pretends.
   mount namespace, so writes fail with EROFS (``lock_mode="readonly-fs"``).
 
 Whatever the backend, every child is *contained* (see :mod:`.contain`): it runs
-in a private mount namespace where all but its sandbox is read-only, or, where
-the platform allows no namespace, its writes outside are detected and fail the
-run loudly.
+in its own mount, PID, IPC and network namespaces, where all but its sandbox is
+read-only. Where the platform allows no namespace, no child runs: the test is
+skipped with the reason.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Protocol
 from pytest_installperm.errors import BackendError
 from pytest_installperm.locks import LockSpec, Plan
 
-if TYPE_CHECKING:  # contain.py (ctypes, the namespace code) loads on the first launch
+if TYPE_CHECKING:  # contain/ (ctypes, the namespace code) loads on the first launch
     from pytest_installperm.backends.contain import Containment
+    from pytest_installperm.backends.contain.limits import Limits
 
 BACKENDS = ("auto", "chmod", "privdrop", "mountns")
 
@@ -62,6 +63,10 @@ class Launch:
     argv: tuple[str, ...]
     popen_kwargs: Mapping[str, object] = field(default_factory=dict)
     containment: Containment | None = None
+    #: Keep the host's network (no network namespace): ``env.run(network=True)``.
+    network: bool = False
+    #: Resource limits of the run; None: the defaults (``Limits()``).
+    limits: Limits | None = None
 
 
 class Backend(Protocol):
@@ -94,8 +99,8 @@ class Backend(Protocol):
 class BackendBase:
     """What the backends share: the launch of a contained child.
 
-    A backend serves one environment, so the containment (and, in detect
-    mode, its watch over the outside) is built once and reused per run.
+    A backend serves one environment, so the containment is built once and
+    reused per run.
     """
 
     name = "base"

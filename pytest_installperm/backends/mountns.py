@@ -40,7 +40,7 @@ class MountnsBackend(BackendBase):
 
     def cannot_hold(self, spec: LockSpec) -> str | None:
         mode, why = namespace_mode()
-        if mode == "detect":
+        if mode == "none":
             return (
                 "backend 'mountns' needs a private mount namespace (as root) or a user "
                 f"namespace (as a normal user), and this platform allows neither: {why}"
