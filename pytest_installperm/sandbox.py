@@ -18,6 +18,7 @@ unprivileged child could not enter it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import stat
@@ -83,26 +84,45 @@ def default_parent() -> str:
     return tempfile.gettempdir()
 
 
-#: A file in each session root naming the process that owns it.
+#: A file in each session root, locked (``flock``) by its session while it lives.
 OWNER_FILE = ".owner"
+#: The owner file's first line. Roots whose owner file says anything else
+#: (another version's format) are never swept: their liveness is unknown.
+OWNER_FORMAT = b"installperm-flock-1"
 
 
-def _process_token(pid: int) -> str | None:
-    """``"<pid> <start time>"``: survives pid reuse, unlike the pid alone."""
+def _owner_alive(path: str) -> bool | None:
+    """Whether the session owning this root still holds its lock; None if the
+    root has no owner file yet (a session still creating it) or a strange one.
+
+    A lock, not a pid: pids (even with start times) are not unique across PID
+    namespaces, and a session in another one would look dead. The kernel
+    drops the lock when its holder exits, however it exits.
+    """
     try:
-        with open(f"/proc/{pid}/stat") as stat_file:
-            fields = stat_file.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+        fd = os.open(os.path.join(path, OWNER_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
         return None
-    return f"{pid} {fields[19]}" if len(fields) > 19 else None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        if os.read(fd, len(OWNER_FORMAT) + 1) != OWNER_FORMAT + b"\n":
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
+    finally:
+        os.close(fd)
 
 
 def sweep_stale(parent: str) -> list[Path]:
-    """Remove session roots of ours whose owning process is gone.
+    """Remove session roots of ours whose session is gone.
 
     A pytest killed with SIGKILL cannot clean up; the next session does. Only
-    directories with an owner file, owned by this uid, whose owner is dead,
-    are touched.
+    directories owned by this uid whose owner file is no longer locked are
+    touched.
     """
     removed: list[Path] = []
     try:
@@ -115,13 +135,9 @@ def sweep_stale(parent: str) -> list[Path]:
         try:
             if entry.stat(follow_symlinks=False).st_uid != os.geteuid():
                 continue
-            token = Path(entry.path, OWNER_FILE).read_text().strip()
         except OSError:
             continue
-        pid = token.split()[0] if token else ""
-        if not pid.isdigit():
-            continue  # still being written by a concurrent session (another xdist worker)
-        if _process_token(int(pid)) != token:
+        if _owner_alive(entry.path) is False:
             remove_tree(Path(entry.path))
             removed.append(Path(entry.path))
     return removed
@@ -136,9 +152,12 @@ class SessionRoot:
         self.path = Path(tempfile.mkdtemp(prefix="installperm-", dir=where))
         # 0711: others may traverse to a sandbox whose name they know, not list.
         os.chmod(self.path, 0o711)
-        # Written whole or not at all: another session may be sweeping right now.
+        # Locked before it gets its name, so that no sweeper sees it unlocked;
+        # the descriptor is not inherited by children (O_CLOEXEC).
         partial = self.path / f"{OWNER_FILE}.tmp"
-        partial.write_text(f"{_process_token(os.getpid()) or os.getpid()}\n")
+        self._lock = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        os.write(self._lock, OWNER_FORMAT + f"\n{os.getpid()}\n".encode())
         os.replace(partial, self.path / OWNER_FILE)
         self._count = 0
 
@@ -151,6 +170,9 @@ class SessionRoot:
 
     def remove(self) -> None:
         remove_tree(self.path)
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
 
 
 class Sandbox:
