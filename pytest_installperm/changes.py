@@ -52,25 +52,39 @@ def kind_of(mode: int) -> str:
     return "o"
 
 
-def _entry(st: os.stat_result) -> Entry:
+def _entry(st: os.stat_result, shared: Shared) -> Entry:
     kind = kind_of(st.st_mode)
-    # A file with other hard links shares its inode with a template (the
-    # interpreter binary, say): linking it into the next sandbox moves its
-    # ctime. Its ctime says nothing about this sandbox, so it is not kept.
-    shared = kind == "f" and st.st_nlink > 1
+    # A file whose inode the sandbox shares with a template (the interpreter
+    # binary, the stdlib's files) has its ctime moved whenever the next
+    # sandbox links it: that ctime says nothing about this sandbox, so it is
+    # not kept. Which inodes are shared is learnt when the snapshot is taken,
+    # before any child ran: a link count the child raised later (by
+    # hard-linking a file it can read) switches nothing off.
+    if kind == "f" and st.st_nlink > 1 and shared.learning:
+        shared.inodes.add(st.st_ino)
+    ignore_ctime = kind == "f" and st.st_ino in shared.inodes
     return Entry(
         kind,
         st.st_ino,
         st.st_size,
         st.st_mtime_ns,
-        0 if shared else st.st_ctime_ns,
+        0 if ignore_ctime else st.st_ctime_ns,
         stat.S_IMODE(st.st_mode),
         st.st_uid,
         st.st_gid,
     )
 
 
-def _list(directory: str) -> dict[str, Entry]:
+@dataclass
+class Shared:
+    """Inodes of the sandbox that are hard links to a template's files."""
+
+    inodes: set[int] = field(default_factory=set)
+    #: True while the snapshot is first taken: links seen then are ours.
+    learning: bool = False
+
+
+def _list(directory: str, shared: Shared) -> dict[str, Entry]:
     """Entries of one directory, lstat'ed; an unreadable directory is empty."""
     found: dict[str, Entry] = {}
     try:
@@ -88,7 +102,7 @@ def _list(directory: str) -> dict[str, Entry]:
                     found[item.name] = Entry("d", item.inode(), 0, 0, 0, 0, 0, 0)
                     continue
                 try:
-                    found[item.name] = _entry(item.stat(follow_symlinks=False))
+                    found[item.name] = _entry(item.stat(follow_symlinks=False), shared)
                 except FileNotFoundError:
                     continue
     except (FileNotFoundError, NotADirectoryError, PermissionError):
@@ -105,11 +119,17 @@ class Snapshot:
     listings: dict[str, dict[str, Entry]] = field(default_factory=dict)
     #: Kernel reports of which directories changed; None: compare them all.
     watch: Watcher | None = field(default=None, repr=False, compare=False)
+    shared: Shared = field(default_factory=Shared, repr=False, compare=False)
 
     @classmethod
     def take(cls, root: Path, *, watch: bool = True) -> Snapshot:
+        """Record ``root`` now; call it before any child has run in the tree."""
         snap = cls(root, watch=Watcher() if watch else None)
-        snap._add_tree(str(root))
+        snap.shared.learning = True
+        try:
+            snap._add_tree(str(root))
+        finally:
+            snap.shared.learning = False
         return snap
 
     def close(self) -> None:
@@ -127,11 +147,11 @@ class Snapshot:
             if self.watch is not None:
                 self.watch.add(directory)  # before listing, so nothing slips between
             try:
-                self.dirs[directory] = _entry(os.lstat(directory))
+                self.dirs[directory] = _entry(os.lstat(directory), self.shared)
             except FileNotFoundError:
                 continue
             added.append(directory)
-            listing = _list(directory)
+            listing = _list(directory, self.shared)
             self.listings[directory] = listing
             stack.extend(
                 os.path.join(directory, name) for name, e in listing.items() if e.kind == "d"
@@ -190,12 +210,12 @@ class Snapshot:
                 continue
             if self.watch is not None:
                 self.watch.ensure(directory, st.st_ino)  # it may be a new directory
-            now = _entry(st)
+            now = _entry(st, self.shared)
             self.dirs[directory] = now
             if (now.mode, now.uid, now.gid) != (before.mode, before.uid, before.gid):
                 modified.add(directory)
             old = self.listings.get(directory, {})
-            new = _list(directory)
+            new = _list(directory, self.shared)
             self.listings[directory] = new
             for name in old.keys() - new.keys():
                 path = os.path.join(directory, name)
@@ -249,7 +269,7 @@ class Snapshot:
             for name, entry in listing.items():
                 path = os.path.join(directory, name)
                 try:
-                    now = _entry(os.lstat(path))
+                    now = _entry(os.lstat(path), self.shared)
                 except FileNotFoundError:
                     changed.add(Path(path))
                     continue

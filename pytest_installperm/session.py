@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_installperm.backends import Backend, choose
+from pytest_installperm.backends.contain import unavailable as containment_unavailable
 from pytest_installperm.errors import InterpreterError, LockUnavailable
 from pytest_installperm.interpreter import (
     BaseInterpreter,
@@ -115,7 +116,7 @@ class Session:
     def backend(self, spec: LockSpec, name: str | None = None) -> Backend:
         """The backend for ``spec``; LockUnavailable (a skip) if it cannot hold."""
         chosen = choose(name or self.backend_name, spec, uid=self.uid, gid=self.gid)
-        reason = chosen.cannot_hold(spec)
+        reason = chosen.cannot_hold(spec) or containment_unavailable()
         if reason is not None:
             raise LockUnavailable(reason)
         return chosen
@@ -173,8 +174,7 @@ class Session:
             for name in TOOLS:
                 found = shutil.which(name, path=search)
                 if found:
-                    _link_or_copy(Path(found), self._tools / name)
-                    os.chmod(self._tools / name, 0o755)
+                    _readable_program(Path(found), self._tools / name)
         return self._tools
 
     def schemes(
@@ -255,6 +255,16 @@ def _package_dir(dist: importlib.metadata.Distribution) -> Path:
 def library_path(template: Template) -> dict[str, str]:
     """LD_LIBRARY_PATH for a shared-libpython build, whose RUNPATH may be unreadable."""
     return {"LD_LIBRARY_PATH": str(template.libdir)} if template.libdir else {}
+
+
+def _readable_program(src: Path, dst: Path) -> None:
+    """``dst``: a program any uid can run. A hard link when ``src`` already
+    is one (never chmodded: its inode is the host's), else a copy of our own."""
+    if os.stat(src).st_mode & 0o005 == 0o005:
+        _link_or_copy(src, dst)
+        return
+    shutil.copyfile(src, dst)
+    os.chmod(dst, 0o755)
 
 
 def _link_or_copy(src: Path | str, dst: Path | str) -> None:
