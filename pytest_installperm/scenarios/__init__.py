@@ -10,6 +10,8 @@ verdict built on it worthless.
 
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -224,15 +226,77 @@ class _Reader:
         return _Reader(self.path, value, self.key(name), known)
 
 
-def load_file(path: Path) -> Scenario:
-    """Read and validate one scenario file."""
+#: Scenario files are a few hundred bytes; anything this big is not one.
+MAX_BYTES = 1 << 20
+#: Tables and arrays nest at most this deep in a scenario (the schema needs 3).
+MAX_DEPTH = 8
+
+
+def _read(path: Path, directory: Path) -> bytes:
+    """The bytes of ``path``, a regular file whose real location is inside
+    ``directory``: a symlink out of the scenario directory is refused unread,
+    and nothing that is not a regular file (a fifo, a device) is opened to block."""
+    real_dir = os.path.realpath(directory)
+    real = os.path.realpath(path)
+    if os.path.commonpath([real, real_dir]) != real_dir:
+        raise ScenarioError(
+            f"{path}: is a link to {real}, outside the scenario directory {directory}; "
+            "scenario files are read only from inside it"
+        )
     try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path}: is not valid TOML: {exc}") from exc
+        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        raise ScenarioError(f"{path}: cannot be read: {exc}") from exc
+        raise ScenarioError(f"{path}: cannot be read: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ScenarioError(f"{path}: is not a regular file")
+        if st.st_size > MAX_BYTES:
+            raise ScenarioError(
+                f"{path}: is {st.st_size} bytes; a scenario has at most {MAX_BYTES}"
+            )
+        return os.read(fd, MAX_BYTES + 1)
+    finally:
+        os.close(fd)
+
+
+def _depth(value: object, limit: int) -> int:
+    """How deep tables and arrays nest in ``value``, counting no further than ``limit``."""
+    if limit <= 0 or not isinstance(value, (dict, list)):
+        return 0
+    items = value.values() if isinstance(value, dict) else value
+    return 1 + max((_depth(item, limit - 1) for item in items), default=0)
+
+
+def load_file(path: Path, directory: Path | None = None) -> Scenario:
+    """Read and validate one scenario file (from ``directory``, default its own).
+
+    Every malformed file is a :class:`ScenarioError` naming it, whatever is
+    wrong: bytes that are not UTF-8, nesting deep enough to exhaust the
+    parser's recursion, values of the wrong type.
+    """
+    raw = _read(path, path.parent if directory is None else directory)
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(
+            f"{path}: is not UTF-8 text: {exc.reason} at byte {exc.start}"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ScenarioError(f"{path}: nests too deeply to be a scenario") from None
+    if _depth(data, MAX_DEPTH + 1) > MAX_DEPTH:
+        raise ScenarioError(f"{path}: nests tables or arrays more than {MAX_DEPTH} deep")
+    try:
+        return _scenario(path, data)
+    except ScenarioError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
+        raise ScenarioError(f"{path}: malformed ({type(exc).__name__}: {exc})") from None
+
+
+def _scenario(path: Path, data: Mapping[str, Any]) -> Scenario:
     top = _Reader(path, data, "", _TOP)
     name = top.get("name", str, required=True)
     if name != path.stem:
@@ -365,7 +429,7 @@ def load_dir(directory: Path) -> list[Scenario]:
     """Every ``*.toml`` in ``directory``, sorted by name."""
     if not directory.is_dir():
         raise ScenarioError(f"{directory}: scenario directory does not exist")
-    return [load_file(p) for p in sorted(directory.glob("*.toml"))]
+    return [load_file(p, directory) for p in sorted(directory.glob("*.toml"))]
 
 
 def load_all(extra_dirs: Iterable[Path] = ()) -> list[Scenario]:
