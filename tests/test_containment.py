@@ -152,7 +152,7 @@ import time, sys
 victim_file = sys.argv[1]
 open(victim_file, "w").write("intact")
 open(victim_file + ".ready", "w").close()
-deadline = time.time() + 20
+deadline = time.time() + 240
 import os
 while not os.path.exists(sys.argv[2]) and time.time() < deadline:
     time.sleep(0.02)
@@ -214,7 +214,7 @@ def test_concurrent_runs_under_xdist(pytester: pytest.Pytester) -> None:
             env.snapshot().update()
             return path
 
-        def _wait(path, seconds=60):
+        def _wait(path, seconds=240):
             deadline = time.monotonic() + seconds
             while not path.exists():
                 assert time.monotonic() < deadline, path
@@ -223,9 +223,12 @@ def test_concurrent_runs_under_xdist(pytester: pytest.Pytester) -> None:
         def test_victim(installperm):
             env = installperm.system(externally_managed=False, locked=())
             target = env.sandbox.work / "precious"
-            (RV / "victim").write_text(f"{{env.root}}\\n{{target}}")
+            (RV / "victim.tmp").write_text(f"{{env.root}}\\n{{target}}")
+            (RV / "victim.tmp").rename(RV / "victim")  # whole, or not at all
+            # the attacker's test flags the end of its attack inside our sandbox,
+            # where our child can see it
             result = env.run([env.python, _script(env, VICTIM), str(target),
-                              str(RV / "attacked")], timeout=60)
+                              str(env.sandbox.tmp / "attacked")], timeout=300)
             assert result.returncode == 0, result.describe()
             assert result.stdout.strip() == "intact"
             (RV / "victim-pid").write_text(str(os.getpid()))
@@ -236,8 +239,9 @@ def test_concurrent_runs_under_xdist(pytester: pytest.Pytester) -> None:
             root, target = (RV / "victim").read_text().split("\\n")
             _wait(Path(target + ".ready"))
             try:
-                result = env.run([env.python, _script(env, ATTACK), root, target], timeout=60)
+                result = env.run([env.python, _script(env, ATTACK), root, target], timeout=300)
             finally:
+                (Path(root) / "tmp" / "attacked").touch()
                 (RV / "attacked").touch()
             assert result.returncode == 0, result.describe()
             assert "KILLED" not in result.stdout and "WROTE" not in result.stdout
