@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_installperm.backends import Backend, choose
-from pytest_installperm.backends.contain import unavailable as containment_unavailable
 from pytest_installperm.errors import InterpreterError, LockUnavailable
 from pytest_installperm.interpreter import (
     BaseInterpreter,
@@ -115,8 +114,10 @@ class Session:
 
     def backend(self, spec: LockSpec, name: str | None = None) -> Backend:
         """The backend for ``spec``; LockUnavailable (a skip) if it cannot hold."""
+        from pytest_installperm.backends.contain import unavailable
+
         chosen = choose(name or self.backend_name, spec, uid=self.uid, gid=self.gid)
-        reason = chosen.cannot_hold(spec) or containment_unavailable()
+        reason = chosen.cannot_hold(spec) or unavailable()
         if reason is not None:
             raise LockUnavailable(reason)
         return chosen
