@@ -7,7 +7,9 @@ builds :class:`Environment` objects and removes their sandboxes afterwards.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -16,9 +18,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pytest_installperm import safefs
 from pytest_installperm.backends import Backend
 from pytest_installperm.changes import Snapshot
-from pytest_installperm.errors import LockUnavailable
+from pytest_installperm.errors import LockUnavailable, UnreadableArgumentError
 from pytest_installperm.interpreter import Template, create_venv
 from pytest_installperm.locks import LockSpec, Plan
 from pytest_installperm.roles import role_of, sandbox_roles
@@ -123,15 +126,51 @@ class Environment:
         return self.sandbox.child_env(path_dirs=dirs, extra=extra, defaults=self._defaults)
 
     def _stage(self, arg: Arg) -> str:
-        """Path arguments (not the program) to files outside the sandbox are
-        staged, so that a dropped uid can read them wherever they were built."""
+        """An argument as the child gets it: a path it could not read is staged.
+
+        ``Path`` arguments naming a file outside the sandbox are always staged
+        (a read-only copy in ``stage/``); ``str`` arguments that are absolute
+        paths of an existing file, and the value of ``--option=PATH``, only
+        when the child's uid cannot read them. A directory the child cannot
+        read cannot be staged: :class:`UnreadableArgumentError` names it and
+        the uid before anything runs. Paths inside the sandbox are the
+        child's own and are passed as they are, never followed by us.
+        """
         if isinstance(arg, os.PathLike):
-            path = Path(arg)
-            if path.is_file() and self.sandbox.root not in path.resolve().parents:
-                with _writable(self.sandbox.stage):
-                    return str(self.sandbox.stage_file(path))
+            return self._stage_path(Path(arg), always=True)
+        text = str(arg)
+        if text.startswith("-") and "=" in text:
+            option, value = text.split("=", 1)
+            if os.path.isabs(value) and os.path.exists(value):
+                return f"{option}={self._stage_path(Path(value), always=False)}"
+            return text
+        if os.path.isabs(text) and os.path.exists(text):
+            return self._stage_path(Path(text), always=False)
+        return text
+
+    def _stage_path(self, path: Path, *, always: bool) -> str:
+        root = self.sandbox.root
+        absolute = Path(os.path.abspath(path))
+        if _inside(absolute, root) or _inside(Path(os.path.realpath(path)), root):
             return str(path)
-        return str(arg)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return str(path)  # gone: the child's own error will say so
+        uid, gid = self._backend.owner()
+        if stat.S_ISDIR(st.st_mode):
+            if not readable_by(path, uid, gid, directory=True):
+                raise UnreadableArgumentError(
+                    errno.EACCES,
+                    f"{path} is a directory that uid {uid} (the child's) cannot read, and "
+                    "directories are not staged: copy it into the sandbox (env.sandbox.work) "
+                    "or make it readable",
+                )
+            return str(path)
+        if not stat.S_ISREG(st.st_mode) or (not always and readable_by(path, uid, gid)):
+            return str(path)
+        with _writable(self.sandbox.stage):
+            return str(self.sandbox.stage_file(path, session_root=root.parent))
 
     def run(
         self,
@@ -152,8 +191,7 @@ class Environment:
         """
         snapshot = self.snapshot()
         args = [str(argv[0]), *(self._stage(a) for a in argv[1:])]
-        if any(isinstance(a, os.PathLike) for a in argv[1:]):
-            snapshot.update()  # staging is ours, not the child's
+        snapshot.update()  # staging is ours, not the child's
         launch = self._backend.launch(args, self.sandbox.root, self.plan)
         done = execute(
             replace(launch, network=network, limits=limits),
@@ -209,7 +247,37 @@ class Environment:
     def remove(self) -> None:
         if self._snapshot is not None:
             self._snapshot.close()  # its inotify watches
-        self.sandbox.remove()
+        try:
+            self.sandbox.remove()
+        finally:
+            self._backend.release()  # after the removal: that uid owns nothing now
+
+
+def _inside(path: Path, top: Path) -> bool:
+    return path == top or top in path.parents
+
+
+def readable_by(path: Path, uid: int, gid: int, *, directory: bool = False) -> bool:
+    """Whether ``uid`` (with group ``gid`` only, as a dropped child has) may read
+    ``path`` (and list it, for a directory), judged by mode bits on it and on
+    every directory above it."""
+    if uid == os.geteuid():
+        return os.access(path, os.R_OK | (os.X_OK if directory else 0))
+    if uid == 0:
+        return True
+    real = Path(os.path.realpath(path))
+    try:
+        for parent in reversed(real.parents):
+            if not _allowed(os.stat(parent), uid, gid, 0o1):
+                return False
+        return _allowed(os.stat(real), uid, gid, 0o5 if directory else 0o4)
+    except OSError:
+        return False
+
+
+def _allowed(st: os.stat_result, uid: int, gid: int, need: int) -> bool:
+    shift = 6 if st.st_uid == uid else 3 if st.st_gid == gid else 0
+    return (st.st_mode >> shift) & need == need
 
 
 class _writable:
@@ -300,6 +368,7 @@ class InstallPerm:
     ) -> Environment:
         __tracebackhide__ = True
         session = self._session
+        backend: Backend | None = None
         try:
             backend = session.backend(spec, backend_name or self._backend)
             base = session.base(python)
@@ -308,6 +377,8 @@ class InstallPerm:
                 template, backend, venv=venv, system_site_packages=system_site_packages
             )
         except LockUnavailable as exc:
+            if backend is not None:
+                backend.release()
             pytest.skip(str(exc))
         sandbox = Sandbox(session.root.new_dir("sandbox-"))
         try:
@@ -325,6 +396,7 @@ class InstallPerm:
             )
         except BaseException:
             sandbox.remove()
+            backend.release()
             raise
         self._envs.append(env)
         return env
@@ -370,7 +442,7 @@ def _assemble(
     if pip is not None:
         _install_pip(pip, system, python, template.base.version)
     for wheel in preinstalled:
-        _preinstall(Path(wheel), system, python)
+        _preinstall(Path(wheel), system, python, sandbox.root)
     if spec.home != "missing":
         sandbox.home.mkdir()
         if "user" in spec.locked:
@@ -411,8 +483,16 @@ def _install_pip(pip: PipCopy, scheme: Mapping[str, Path], python: Path, version
         script.chmod(0o755)
 
 
-def _preinstall(wheel: Path, scheme: Mapping[str, Path], python: Path) -> None:
-    """Install ``wheel`` into the system scheme before the lock, as root would."""
-    from pytest_installperm.wheels import install_wheel
+def _preinstall(wheel: Path, scheme: Mapping[str, Path], python: Path, root: Path) -> None:
+    """Install ``wheel`` into the system scheme before the lock, as root would.
 
+    Each destination must be a real directory of this sandbox: the stdlib
+    directory holds symlinks into the session template (and, under ``chmod``,
+    into the base interpreter), and a data file aimed at ``lib/pythonX.Y/json/``
+    would make root write through them. Nothing is written if one is.
+    """
+    from pytest_installperm.wheels import install_wheel, read_wheel
+
+    for path in sorted(read_wheel(wheel).destinations(scheme)):
+        safefs.check_no_links(root, path)
     install_wheel(wheel, scheme, python)

@@ -55,3 +55,13 @@ class FakefsError(InstallPermError, RuntimeError):
 
 class ContainmentError(InstallPermError, AssertionError):
     """A child wrote outside its sandbox; names every path it reached."""
+
+
+class UnsafePathError(InstallPermError, OSError):
+    """Sandbox content the harness will not follow: a symlink, a fifo, a device,
+    or a path out of the sandbox, where a file was expected. Names the path."""
+
+
+class UnreadableArgumentError(InstallPermError, PermissionError):
+    """A path handed to a child that its uid cannot read and that cannot be
+    staged (a directory); names the path and the uid, before anything runs."""

@@ -18,6 +18,7 @@ unprivileged child could not enter it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
@@ -25,6 +26,9 @@ import stat
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+
+from pytest_installperm import safefs
+from pytest_installperm.errors import UnsafePathError
 
 SANDBOX_DIRS = ("cache", "stage", "tmp", "work")
 
@@ -233,14 +237,29 @@ class Sandbox:
                 env[key] = value
         return env
 
-    def stage_file(self, source: Path) -> Path:
-        """A read-only copy of ``source`` that any child uid can read."""
-        target_dir = self.stage / f"{len(os.listdir(self.stage)):03d}"
-        target_dir.mkdir()
-        os.chmod(target_dir, 0o755)
-        target = target_dir / source.name
-        shutil.copyfile(source, target)
-        os.chmod(target, 0o444)
+    def stage_file(self, source: Path, *, session_root: Path | None = None) -> Path:
+        """A read-only copy of ``source`` that any child uid can read.
+
+        A source inside ``session_root`` (another sandbox's file, say) is
+        opened without following any symlink below it: a child may have
+        planted one there. Anything but a regular file is refused.
+        """
+        if session_root is not None and session_root in Path(os.path.abspath(source)).parents:
+            fd = safefs.open_file(session_root, Path(os.path.abspath(source)))
+        else:
+            fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                found = safefs.kind(os.fstat(fd))
+                os.close(fd)
+                raise UnsafePathError(errno.EINVAL, f"{source} is {found}, not a file to stage")
+        try:
+            target_dir = self.stage / f"{len(os.listdir(self.stage)):03d}"
+            target_dir.mkdir(mode=0o755)
+            os.chmod(target_dir, 0o755)
+            target = target_dir / source.name
+            safefs.copy_file(fd, target, 0o444)
+        finally:
+            os.close(fd)
         return target
 
     def remove(self) -> None:

@@ -97,6 +97,8 @@ class Session:
         self.backend_name = backend
         self.basetemp = basetemp
         default = default_uid()
+        #: No uid asked for: as root, each sandbox gets a uid of its own (uids.py).
+        self.pooled = uid is None
         self.uid = default[0] if uid is None else uid
         self.gid = (default[1] if uid is None else uid) if gid is None else gid
         self._root: SessionRoot | None = None
@@ -114,11 +116,16 @@ class Session:
 
     def backend(self, spec: LockSpec, name: str | None = None) -> Backend:
         """The backend for ``spec``; LockUnavailable (a skip) if it cannot hold."""
+        from pytest_installperm import uids
         from pytest_installperm.backends.contain import unavailable
 
-        chosen = choose(name or self.backend_name, spec, uid=self.uid, gid=self.gid)
+        lease = uids.lease() if self.pooled and os.geteuid() == 0 else None
+        uid, gid = (lease.uid, lease.gid) if lease is not None else (self.uid, self.gid)
+        chosen = choose(name or self.backend_name, spec, uid=uid, gid=gid)
+        chosen.lease = lease
         reason = chosen.cannot_hold(spec) or unavailable()
         if reason is not None:
+            chosen.release()
             raise LockUnavailable(reason)
         return chosen
 

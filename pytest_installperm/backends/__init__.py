@@ -32,6 +32,7 @@ from pytest_installperm.locks import LockSpec, Plan
 if TYPE_CHECKING:  # contain/ (ctypes, the namespace code) loads on the first launch
     from pytest_installperm.backends.contain import Containment
     from pytest_installperm.backends.contain.limits import Limits
+    from pytest_installperm.uids import Lease
 
 BACKENDS = ("auto", "chmod", "privdrop", "mountns")
 
@@ -95,6 +96,12 @@ class Backend(Protocol):
     def owner(self) -> tuple[int, int]:
         """The uid and gid the child runs as."""
 
+    #: The pooled uid this backend's children run as (as root), or None.
+    lease: Lease | None
+
+    def release(self) -> None:
+        """Give the pooled uid back: the environment is gone."""
+
 
 class BackendBase:
     """What the backends share: the launch of a contained child.
@@ -108,6 +115,12 @@ class BackendBase:
 
     def __init__(self) -> None:
         self._containment: Containment | None = None
+        self.lease: Lease | None = None
+
+    def release(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
 
     def popen_kwargs(self) -> Mapping[str, object]:
         return {}

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from pytest_installperm import safefs
 from pytest_installperm.placement.destinations import (
     Scheme,
     SchemeArg,
@@ -107,8 +108,11 @@ class _Check:
 
     def read(self, path: Path) -> bytes:
         """The bytes of ``path``, remembering their hash for the RECORD check."""
-        with open(path, "rb") as stream:
-            data = stream.read()
+        try:
+            data = safefs.read_bytes(self.env.root, path)
+        except OSError as exc:  # not a regular file: hashes as what it is instead
+            self.hashes[path] = f"(unreadable: {exc.strerror or exc})"
+            return b""
         self.hashes[path] = file_hash(data)
         return data
 
@@ -122,7 +126,7 @@ class _Check:
         found: list[DistInfo] = []
         for site in sorted(set(sites)):
             if site not in self.sites:
-                self.sites[site] = dist_infos([site])
+                self.sites[site] = dist_infos([site], self.env.root)
             found.extend(self.sites[site])
         return found
 
@@ -156,7 +160,7 @@ def _content_problem(check: _Check, path: Path, member: Member) -> str | None:
                     f"content after the shebang differs: expected "
                     f"{file_hash(member.body or b'')} got {file_hash(body)}"
                 )
-        mode = os.stat(path).st_mode
+        mode = safefs.lstat(check.env.root, path).st_mode
         if not mode & 0o111:
             problems.append(f"not executable (mode {mode & 0o777:o})")
         return "; ".join(problems) or None
@@ -171,7 +175,11 @@ def _elsewhere(check: _Check, member: Member, others: list[Scheme]) -> Path | No
     """Where this run put a member that is missing from the expected place."""
     for other in others:
         path = destination_of(check.layout, other, member)
-        if path in check.changed and os.path.lexists(path) and path not in check.accounted:
+        if (
+            path in check.changed
+            and safefs.lexists(check.env.root, path)
+            and path not in check.accounted
+        ):
             return path
     suffix = ("bin/" + member.path) if member.scheme == "scripts" else member.path
     for path in sorted(check.changed):
@@ -179,7 +187,7 @@ def _elsewhere(check: _Check, member: Member, others: list[Scheme]) -> Path | No
             str(path).endswith("/" + suffix)
             and path not in check.accounted
             and not in_scratch(check.env, path)
-            and os.path.isfile(path)
+            and safefs.is_file(check.env.root, path)
         ):
             return path
     return None
@@ -189,9 +197,13 @@ def _check_members(check: _Check, others: list[Scheme]) -> dict[Path, Member]:
     dests = destinations(check.layout, check.scheme)
     check.accounted.update(dests)
     for path, member in sorted(dests.items()):
-        if os.path.isfile(path):
+        if safefs.is_file(check.env.root, path):
             problem = _content_problem(check, path, member)
             check.add(path, problem or "ok")
+            continue
+        instead = safefs.found_instead(check.env.root, path)
+        if instead is not None:
+            check.add(path, f"{instead} where the wheel has a file")
             continue
         other = _elsewhere(check, member, others)
         if other is None:
@@ -222,9 +234,10 @@ def _check_dist_info(check: _Check, dests: Mapping[Path, Member]) -> None:
             check.add(expected / name, "missing")
         check.add(expected / "RECORD", "missing")
         return
-    for name in sorted(os.listdir(info.path)):
+    root = check.env.root
+    for name in sorted(safefs.listdir(root, info.path)):
         path = info.path / name
-        if path in dests or os.path.isdir(path):
+        if path in dests or safefs.is_dir(root, path):
             continue
         check.accounted.add(path)
         if name not in GENERATED_METADATA:
@@ -233,7 +246,7 @@ def _check_dist_info(check: _Check, dests: Mapping[Path, Member]) -> None:
             check.add(path, "ok (installer metadata)")
     for name in sorted(check.require):
         path = info.path / name
-        check.add(path, "ok (installer metadata)" if os.path.isfile(path) else "missing")
+        check.add(path, "ok (installer metadata)" if safefs.is_file(root, path) else "missing")
     if info.problem:
         check.add(
             info.path / "RECORD",
@@ -246,8 +259,9 @@ def _check_dist_info(check: _Check, dests: Mapping[Path, Member]) -> None:
 def _check_record(check: _Check, info: DistInfo, dests: Mapping[Path, Member]) -> None:
     record_file = info.path / "RECORD"
     listed = info.record
-    installed = [p for p in dests if os.path.isfile(p)]
-    installed += [info.path / n for n in GENERATED_METADATA if os.path.isfile(info.path / n)]
+    root = check.env.root
+    installed = [p for p in dests if safefs.is_file(root, p)]
+    installed += [info.path / n for n in GENERATED_METADATA if safefs.is_file(root, info.path / n)]
     for path in sorted(set(installed)):
         if path == record_file:
             continue
@@ -262,7 +276,7 @@ def _check_record(check: _Check, info: DistInfo, dests: Mapping[Path, Member]) -
     for path, claim in sorted(listed.items()):
         if path == record_file or path in dests or path.parent == info.path:
             continue
-        if not os.path.lexists(path):
+        if not safefs.lexists(root, path):
             check.add(path, "listed in RECORD but missing")
         elif claim and claim != check.hash_of(path):
             check.add(
@@ -287,8 +301,8 @@ def _check_extras(check: _Check, others: list[Scheme]) -> None:
         if (
             path in check.accounted
             or path in owned
-            or os.path.isdir(path)
-            or not os.path.lexists(path)
+            or safefs.is_dir(env.root, path)
+            or not safefs.lexists(env.root, path)
             or is_bytecode(path)
             or in_scratch(env, path)
         ):
@@ -303,7 +317,7 @@ def _check_extras(check: _Check, others: list[Scheme]) -> None:
                 path in check.changed
                 and path not in check.accounted
                 and path not in owned
-                and os.path.lexists(path)
+                and safefs.lexists(env.root, path)
             ):
                 check.add(path, f"extra: also installed in the {other.label} scheme")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from pytest_installperm import safefs
 from pytest_installperm.placement.destinations import Scheme, sites_of
 from pytest_installperm.placement.protocol import Result
 from pytest_installperm.placement.records import dist_infos, in_scratch, written
@@ -28,7 +29,7 @@ def assert_not_installed(result: Result, wheel: str | os.PathLike[str]) -> None:
     changed = written(result.changes)
     sites = [s for role in ("system", "user") for s in sites_of(Scheme(role, env.paths(role)))]
     sites += [p.parent for p in changed if p.name.endswith(".dist-info") and not in_scratch(env, p)]
-    infos = dist_infos(sites)
+    infos = dist_infos(sites, env.root)
     rows = [
         Row(d.path, "installed: a dist-info of this release")
         for d in infos
@@ -37,7 +38,7 @@ def assert_not_installed(result: Result, wheel: str | os.PathLike[str]) -> None:
     others = {p for d in infos if not d.same_release(layout) for p in d.record}
     suffixes = {("bin/" + m.path) if m.scheme == "scripts" else m.path: m for m in layout.members}
     for path in sorted(changed):
-        if in_scratch(env, path) or not os.path.isfile(path) or path in others:
+        if in_scratch(env, path) or not safefs.is_file(env.root, path) or path in others:
             continue
         for suffix in suffixes:
             if str(path).endswith("/" + suffix):

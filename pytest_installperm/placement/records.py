@@ -14,6 +14,7 @@ from installer.records import InvalidRecordEntry, RecordEntry, parse_record_file
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from pytest_installperm import safefs
 from pytest_installperm.placement.protocol import ChangesLike, EnvironmentLike
 from pytest_installperm.roles import is_scratch
 from pytest_installperm.wheels import WheelLayout
@@ -66,6 +67,12 @@ class DistInfo:
     #: absolute path -> hash from RECORD ("" when it gives none)
     record: dict[Path, str] = field(default_factory=dict)
     problem: str | None = None
+    #: Below this directory (the sandbox) nothing is followed when reading.
+    top: Path | None = None
+
+    def where(self) -> Path:
+        """The directory below which this dist-info's files are read."""
+        return self.site if self.top is None else self.top
 
     @property
     def site(self) -> Path:
@@ -82,18 +89,27 @@ def _same_version(a: str, b: str) -> bool:
         return a == b
 
 
-def read_dist_info(path: Path) -> DistInfo:
-    """Parse an installed dist-info's RECORD (paths are relative to the site)."""
+def read_dist_info(path: Path, top: Path | None = None) -> DistInfo:
+    """Parse an installed dist-info's RECORD (paths are relative to the site).
+
+    Read below ``top`` (the sandbox; default the site) without following a
+    symlink: a RECORD the child replaced with a link is a problem, not a read.
+    """
+    top = path.parent if top is None else top
     stem = path.name[: -len(".dist-info")]
     name, _, version = stem.rpartition("-")
-    info = DistInfo(path, canonicalize_name(name or stem), version)
+    info = DistInfo(path, canonicalize_name(name or stem), version, top=top)
     record = path / "RECORD"
-    if not os.path.isfile(record):
+    instead = safefs.found_instead(top, record)
+    if instead is not None:
+        info.problem = f"has a RECORD that is {instead}"
+        return info
+    if not safefs.is_file(top, record):
         info.problem = "has no RECORD"
         return info
     try:
-        with open(record, encoding="utf-8") as stream:
-            rows = list(parse_record_file(stream.read().splitlines()))
+        text = safefs.read_bytes(top, record).decode("utf-8")
+        rows = list(parse_record_file(text.splitlines()))
         for row in rows:
             entry = RecordEntry.from_elements(*row)
             where = Path(os.path.normpath(path.parent / entry.path))
@@ -125,8 +141,10 @@ def unrecorded_scripts(info: DistInfo) -> list[str]:
     parser = configparser.ConfigParser(delimiters=("=",), interpolation=None)
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     try:
-        parser.read(info.path / "entry_points.txt", encoding="utf-8")
-    except (configparser.Error, UnicodeDecodeError):
+        path = info.path / "entry_points.txt"
+        if safefs.is_file(info.where(), path):
+            parser.read_string(safefs.read_bytes(info.where(), path).decode("utf-8"))
+    except (configparser.Error, UnicodeDecodeError, OSError):
         return []
     names = {p.name for p in info.record}
     declared = [
@@ -138,18 +156,18 @@ def unrecorded_scripts(info: DistInfo) -> list[str]:
     return sorted(n for n in declared if n not in names and f"{n}.exe" not in names)
 
 
-def dist_infos(sites: Iterable[Path]) -> list[DistInfo]:
-    """Every ``*.dist-info`` directly in the given site directories, sorted."""
+def dist_infos(sites: Iterable[Path], top: Path | None = None) -> list[DistInfo]:
+    """Every ``*.dist-info`` directly in the given site directories, sorted;
+    below ``top`` (the sandbox) nothing is followed: a site or a dist-info
+    that is a symlink is not listed."""
     found: list[DistInfo] = []
     for site in sorted(set(sites)):
-        try:
-            names = sorted(os.listdir(site))
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            continue
+        base = site if top is None else top
+        names = sorted(safefs.listdir(base, site))
         found.extend(
-            read_dist_info(site / n)
+            read_dist_info(site / n, base)
             for n in names
-            if n.endswith(".dist-info") and os.path.isdir(site / n)
+            if n.endswith(".dist-info") and safefs.is_dir(base, site / n)
         )
     return found
 

@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from pytest_installperm import safefs
 from pytest_installperm.placement.destinations import Scheme, sites_of
 from pytest_installperm.placement.protocol import Result
 from pytest_installperm.placement.records import (
@@ -26,7 +27,8 @@ def _broken(info: DistInfo, require: Iterable[str]) -> str | None:
     """Why a dist-info this run touched is not a finished install, or None."""
     if info.problem:
         return info.problem
-    missing = sorted(p for p in info.record if not os.path.lexists(p) and p.suffix != ".pyc")
+    top = info.where()
+    missing = sorted(p for p in info.record if not safefs.lexists(top, p) and p.suffix != ".pyc")
     reasons = []
     if missing:
         names = ", ".join(os.path.relpath(p, info.site) for p in missing)
@@ -36,7 +38,9 @@ def _broken(info: DistInfo, require: Iterable[str]) -> str | None:
         reasons.append(
             f"entry point script(s) never generated (not in RECORD): {', '.join(scripts)}"
         )
-    reasons += [f"no {name}" for name in sorted(require) if not os.path.isfile(info.path / name)]
+    reasons += [
+        f"no {name}" for name in sorted(require) if not safefs.is_file(top, info.path / name)
+    ]
     return "; ".join(reasons) or None
 
 
@@ -74,7 +78,7 @@ def assert_no_residue(
         elif path.parent.name.endswith(".dist-info"):
             sites.add(path.parent.parent)
     lock_dirs = sites | {Path(env.paths(role)["data"]) for role in ("system", "user")}
-    infos = dist_infos(sites)
+    infos = dist_infos(sites, env.root)
     touched = {
         d.path
         for d in infos
@@ -92,8 +96,8 @@ def assert_no_residue(
     listed_broken = {p: d for d in infos if d.path in broken for p in d.record}
     for path in sorted(changed):
         if (
-            os.path.isdir(path)
-            or not os.path.lexists(path)
+            safefs.is_dir(env.root, path)
+            or not safefs.lexists(env.root, path)
             or in_scratch(env, path)
             or is_bytecode(path)
             or path in listed
@@ -114,7 +118,7 @@ def assert_no_residue(
             )
         )
     for site in sorted(sites):
-        rows += _site_residue(site, infos)
+        rows += _site_residue(site, infos, env.root)
     if rows:
         raise_failure(
             f"residue of an unfinished install: {len(set(rows))} paths",
@@ -123,13 +127,10 @@ def assert_no_residue(
         )
 
 
-def _site_residue(site: Path, infos: list[DistInfo]) -> list[Row]:
+def _site_residue(site: Path, infos: list[DistInfo], root: Path) -> list[Row]:
     """Stash directories and duplicate dist-infos in one site directory."""
     rows: list[Row] = []
-    try:
-        names = sorted(os.listdir(site))
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return rows
+    names = sorted(safefs.listdir(root, site))
     rows += [
         Row(site / n, "stash left by an interrupted uninstall or upgrade")
         for n in names
