@@ -32,7 +32,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="installperm_uid",
         default=None,
         metavar="USER|UID",
-        help="user name or uid that children run as under the privdrop backend (default: nobody)",
+        help="user name or uid that children run as under the privdrop backend "
+        "(default: a uid of its own per sandbox, from a pool)",
     )
     parser.addini("installperm_uid", "default for --installperm-uid", default="")
     group.addoption(
