@@ -98,6 +98,21 @@ class Exit:
 def execute(launch: Launch, *, env: Mapping[str, str], cwd: Path, timeout: float) -> Exit:
     """Start ``launch`` and wait for it (at most ``timeout`` seconds).
 
+    As root the run happens in a thread of its own whose children start a new
+    PID namespace (see ``contain.enter.in_new_pid_namespace``), so the child
+    needs no waiter process.
+    """
+    containment = launch.containment
+    if containment is not None and containment.mode == "mount":
+        from pytest_installperm.backends.contain.enter import in_new_pid_namespace
+
+        return in_new_pid_namespace(lambda: _execute(launch, env, cwd, timeout))
+    return _execute(launch, env, cwd, timeout)
+
+
+def _execute(launch: Launch, env: Mapping[str, str], cwd: Path, timeout: float) -> Exit:
+    """Start ``launch`` and wait for it (at most ``timeout`` seconds).
+
     The child leads its own session. With a containment (every backend's
     launch has one), the child starts in its own namespaces; after the run (or
     at the timeout) its PID namespace is killed whole. A containment that
@@ -158,7 +173,7 @@ def execute(launch: Launch, *, env: Mapping[str, str], cwd: Path, timeout: float
             try:
                 containment.reap(held)
             finally:
-                proc.kill()  # the waiter; Popen never signals a reaped pid
+                proc.kill()  # the waiter (or the child); Popen never signals a reaped pid
 
         try:
             if containment is not None and channel is not None:

@@ -89,6 +89,7 @@ class Containment:
             syscalls.unix_socket_paths(os.fsencode(self.root)),
             os.getpid(),
             report_fd,
+            pid_namespace_made=self.mode == "mount",
         )
         kwargs["pass_fds"] = (*tuple(kwargs.get("pass_fds", ())), report_fd)  # type: ignore[arg-type]
         return kwargs
