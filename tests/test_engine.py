@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from engine_checks import FALLBACK, check_pip_fell_back, check_uv_denied
 
-from pytest_installperm import Environment, InstallPerm, InterpreterError, RoleError
+from pytest_installperm import Environment, FakefsError, InstallPerm, InterpreterError, RoleError
 
 DEBIAN = Path("/usr/bin/python3.11")
 
@@ -173,6 +173,12 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state not in ("Z", "X")
+
+
+def test_call_is_refused_in_the_real_world(installperm: InstallPerm) -> None:
+    env = installperm.system(externally_managed=False, locked=())
+    with pytest.raises(FakefsError, match=r"env\.call.*cannot see a real sandbox"):
+        env.call(print, "never runs in this process")
 
 
 def test_missing_command_is_a_result(installperm: InstallPerm) -> None:

@@ -30,6 +30,7 @@ import pytest
 from pytest_installperm import BackendError, Environment, InstallPerm
 from pytest_installperm.backends import contain
 from pytest_installperm.errors import ContainmentError
+from pytest_installperm.world.real import RealWorld
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 TEMP_DIRS = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))
@@ -431,8 +432,10 @@ def test_containment_that_cannot_start_is_an_error(installperm: InstallPerm) -> 
     if contain.namespace_mode()[0] == "detect":
         pytest.skip(f"no mount namespace here: {contain.namespace_mode()[1]}")
     env = installperm.system(externally_managed=False, locked=())
-    env.plan = dataclasses.replace(
-        env.plan, deny=((env.root / "no-such-dir", True),), readonly_fs=True
+    world = env.world
+    assert isinstance(world, RealWorld)
+    world.plan = dataclasses.replace(
+        world.plan, deny=((env.root / "no-such-dir", True),), readonly_fs=True
     )
     with pytest.raises(BackendError, match="bind a locked tree"):
         env.run([env.python, "-c", "pass"])
