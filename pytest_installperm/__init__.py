@@ -27,7 +27,7 @@ if TYPE_CHECKING:
         ScenarioError,
         WheelError,
     )
-    from pytest_installperm.fakefs import FakeEnvironment, FakeInstallPerm, FakeResult
+    from pytest_installperm.fakefs import FakeInstallPerm
     from pytest_installperm.run import RunResult
     from pytest_installperm.wheels import MakeWheel, WheelLayout, build_wheel, read_wheel
 
@@ -36,9 +36,7 @@ _EXPORTS = {
     "BackendError": "errors",
     "Changes": "changes",
     "Environment": "environment",
-    "FakeEnvironment": "fakefs",
     "FakeInstallPerm": "fakefs",
-    "FakeResult": "fakefs",
     "FakefsError": "errors",
     "InstallPerm": "environment",
     "InstallPermError": "errors",
@@ -59,9 +57,7 @@ __all__ = [
     "BackendError",
     "Changes",
     "Environment",
-    "FakeEnvironment",
     "FakeInstallPerm",
-    "FakeResult",
     "FakefsError",
     "InstallPerm",
     "InstallPermError",

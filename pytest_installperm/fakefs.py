@@ -22,7 +22,6 @@ from pyfakefs.fake_filesystem_unittest import Patcher
 
 from pytest_installperm.environment import Environment, InstallPerm
 from pytest_installperm.errors import FakefsError
-from pytest_installperm.run import RunResult
 from pytest_installperm.schemes import SCHEME_KEYS
 from pytest_installperm.world.fake import FakeBuilder, FakeWorld
 from pytest_installperm.world.fake_traps import (
@@ -33,10 +32,6 @@ from pytest_installperm.world.fake_traps import (
     check_conflicts,
 )
 from pytest_installperm.world.fake_tree import FakeSnapshot
-
-#: The former in-process classes are the subprocess mode's own now.
-FakeEnvironment = Environment
-FakeResult = RunResult
 
 
 class FakeInstallPerm(InstallPerm):
@@ -138,9 +133,7 @@ __all__ = [
     "FAKE_ROOT",
     "FAKE_UID",
     "SCHEME_KEYS",
-    "FakeEnvironment",
     "FakeInstallPerm",
-    "FakeResult",
     "FakeSnapshot",
     "check_conflicts",
     "measure_overhead",
