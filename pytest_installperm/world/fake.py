@@ -46,6 +46,7 @@ from pytest_installperm.fakefs_layouts import (
     wheel_scheme,
 )
 from pytest_installperm.locks import LockSpec
+from pytest_installperm.roles import CACHE, STAGE, TMP, WORK
 from pytest_installperm.run import Exit
 from pytest_installperm.schemes import Schemes, relative_layout
 from pytest_installperm.wheels import install_wheel
@@ -346,7 +347,7 @@ def _build_tree(
     """
     spec, roles = env.spec, env.roles
     tree = Tree(fs)
-    for name in ("cache", "tmp", "work", "stage"):
+    for name in (CACHE, TMP, WORK, STAGE):
         tree.dir(roles[name])
     tree.dir(world.stdlib)
     if marker is not None:
@@ -354,13 +355,8 @@ def _build_tree(
     tree.file(env.python, mode=0o755)
     if world.venv:
         _write_pyvenv_cfg(tree, world, system_site_packages)
-    system = env.paths("system")
-    for key in ("purelib", "platlib", "scripts", "headers"):
-        tree.dir(system[key])
-    if spec.home != "missing":
-        tree.dir(env.home)
-        if "user" in spec.locked:
-            tree.dir(env.userbase)
+    for directory in spec.scaffold(env.paths("system"), home=env.home, userbase=env.userbase):
+        tree.dir(directory)
     _lock(tree, spec, roles, env.root)
 
 

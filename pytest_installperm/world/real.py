@@ -196,17 +196,13 @@ def _assemble(
 
     system = {k: where(facts.system[k]) for k in SCHEME_KEYS}
     user = {k: where(facts.user[k]) for k in SCHEME_KEYS}
-    for key in ("purelib", "platlib", "scripts", "headers"):
-        system[key].mkdir(parents=True, exist_ok=True)
+    for directory in spec.scaffold(system, home=sandbox.home, userbase=where(facts.userbase)):
+        directory.mkdir(parents=True, exist_ok=True)
     pip = session.pip()
     if pip is not None:
         _install_pip(pip, system, python, template.base.version)
     for wheel in request.preinstalled:
         _preinstall(Path(wheel), system, python)
-    if spec.home != "missing":
-        sandbox.home.mkdir()
-        if "user" in spec.locked:
-            where(facts.userbase).mkdir(parents=True)
     defaults = library_path(template)
     if not spec.user_site:
         defaults["PYTHONNOUSERSITE"] = "1"
