@@ -16,6 +16,7 @@ from dataclasses import replace
 from pytest_installperm.environment import InstallPerm
 from pytest_installperm.run import execute
 from pytest_installperm.session import Session
+from pytest_installperm.world.real import RealWorld
 
 
 def extra_ms_median(runs: int = 30) -> float | None:
@@ -50,12 +51,13 @@ def main(runs: int) -> None:
     factory = InstallPerm(session)
     try:
         env = factory.system(externally_managed=False, locked=("system",))
-        backend = env._backend
+        world = env.world
+        assert isinstance(world, RealWorld)
         for program in (["/bin/true"], [str(env.python), "-c", "pass"]):
             times: dict[str, list[float]] = {"plain": [], "contained": []}
             for _ in range(runs):
                 for name, found in times.items():
-                    launch = backend.launch(program, env.root, env.plan)
+                    launch = world.launch(program)
                     if name == "plain":
                         launch = replace(launch, containment=None)
                     start = time.perf_counter()

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
         ScenarioError,
         WheelError,
     )
-    from pytest_installperm.fakefs import FakeEnvironment, FakeInstallPerm, FakeResult
+    from pytest_installperm.fakefs import FakeInstallPerm
     from pytest_installperm.run import RunResult
     from pytest_installperm.wheels import MakeWheel, WheelLayout, build_wheel, read_wheel
 
@@ -37,9 +37,7 @@ _EXPORTS = {
     "BackendError": "errors",
     "Changes": "changes",
     "Environment": "environment",
-    "FakeEnvironment": "fakefs",
     "FakeInstallPerm": "fakefs",
-    "FakeResult": "fakefs",
     "FakefsError": "errors",
     "InstallPerm": "environment",
     "InstallPermError": "errors",
@@ -61,9 +59,7 @@ __all__ = [
     "BackendError",
     "Changes",
     "Environment",
-    "FakeEnvironment",
     "FakeInstallPerm",
-    "FakeResult",
     "FakefsError",
     "InstallPerm",
     "InstallPermError",

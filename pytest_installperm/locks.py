@@ -132,6 +132,22 @@ class LockSpec:
                 allowed.add(USER)
         return frozenset(allowed)
 
+    def scaffold(
+        self, system: Mapping[str, Path], *, home: Path, userbase: Path
+    ) -> tuple[Path, ...]:
+        """The directories a sandbox is built with, before the lock, in order.
+
+        The system scheme's sites, scripts and headers exist as on a real
+        system; HOME unless it is to be missing; the user base only when it is
+        locked, since a denial needs a directory to deny.
+        """
+        dirs = [system[k] for k in ("purelib", "platlib", "scripts", "headers")]
+        if self.home != "missing":
+            dirs.append(home)
+            if USER in self.locked:
+                dirs.append(userbase)
+        return tuple(dirs)
+
     def plan(
         self,
         roles: Mapping[str, Path],

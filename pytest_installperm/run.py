@@ -1,8 +1,11 @@
 """Run one installer command in an environment and record what it did.
 
-The child gets a constructed environment (see :meth:`Sandbox.child_env`), its
-own session and namespaces, and a timeout that kills its PID namespace. The
-result carries the installer's own words and every change to the sandbox.
+:class:`RunResult` is the one result type of both worlds: a child process
+(``env.run()``) or an in-process call (``env.call()``, which also fills
+``value`` and ``exception``). A child gets a constructed environment (see
+:meth:`Sandbox.child_env`), its own session and namespaces, and a timeout
+that kills its PID namespace. The result carries the installer's own words
+and every change to the sandbox.
 """
 
 from __future__ import annotations
@@ -15,17 +18,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Any
 
 from pytest_installperm.backends import Launch
 from pytest_installperm.changes import Changes
 from pytest_installperm.errors import BackendError
 from pytest_installperm.verdicts import PlacementAssertions
+from pytest_installperm.world import Arg
 
 if TYPE_CHECKING:
     from pytest_installperm.environment import Environment
-
-Arg = Union[str, "os.PathLike[str]"]
 
 #: Exit status reported when the command could not be started at all.
 NOT_STARTED = 127
@@ -35,7 +37,12 @@ DRAIN_SECONDS = 10.0
 
 @dataclass(frozen=True)
 class RunResult(PlacementAssertions):
-    """What one installer run did: status, output, and changes by role."""
+    """What one installer run (or in-process call) did: status, output, and
+    changes by role.
+
+    For a call, ``returncode`` is 0 when the function returned, the status of a
+    ``SystemExit``, and 1 for any other exception, whose text ends ``stderr``.
+    """
 
     argv: tuple[str, ...]
     returncode: int
@@ -48,6 +55,10 @@ class RunResult(PlacementAssertions):
     #: The OS error that prevented the start, e.g. a missing command.
     error: str | None = None
     duration_s: float = 0.0
+    #: What the called function returned (in-process calls only).
+    value: Any = field(default=None, repr=False, compare=False)
+    #: What the called function raised (in-process calls only).
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
     #: Bytes dropped from the middle of stdout / stderr (``Limits.output_bytes``).
     stdout_dropped: int = 0
     stderr_dropped: int = 0
@@ -78,10 +89,14 @@ class RunResult(PlacementAssertions):
         tail = "\n".join(f"  | {line}" for line in text)
         return head + (f"\n  last lines of output:\n{tail}" if tail else "")
 
+    def _wheel_for_verdict(self, wheel: str | os.PathLike[str]) -> Path:
+        """The wheel where the code under test saw it (in-process: a fake copy)."""
+        return self.environment.world.visible(Path(wheel))
+
 
 @dataclass(frozen=True)
 class Exit:
-    """How one child ended: status, output, and whether it ran at all."""
+    """How one child (or call) ended: status, output, and whether it ran at all."""
 
     returncode: int
     stdout: str
@@ -93,6 +108,32 @@ class Exit:
     #: Bytes dropped from the middle of each stream (``Limits.output_bytes``).
     stdout_dropped: int = 0
     stderr_dropped: int = 0
+    value: Any = None
+    exception: BaseException | None = None
+
+    def result(
+        self,
+        argv: tuple[str, ...],
+        changes: Changes,
+        outside: frozenset[Path],
+        environment: Environment,
+    ) -> RunResult:
+        return RunResult(
+            argv,
+            self.returncode,
+            self.stdout,
+            self.stderr,
+            changes,
+            outside,
+            environment,
+            timed_out=self.timed_out,
+            error=self.error,
+            duration_s=self.seconds,
+            value=self.value,
+            exception=self.exception,
+            stdout_dropped=self.stdout_dropped,
+            stderr_dropped=self.stderr_dropped,
+        )
 
 
 def execute(launch: Launch, *, env: Mapping[str, str], cwd: Path, timeout: float) -> Exit:
@@ -204,3 +245,6 @@ def _kill_group(pgid: int) -> None:
     """SIGKILL whatever is left of an uncontained child's process group."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+__all__ = ["DRAIN_SECONDS", "NOT_STARTED", "Arg", "Exit", "RunResult", "execute"]

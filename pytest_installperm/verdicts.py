@@ -1,9 +1,8 @@
 """The placement verdicts as methods, for any result class to mix in.
 
-Both :class:`~pytest_installperm.run.RunResult` (subprocess mode) and
-:class:`~pytest_installperm.fakefs.FakeResult` (in-process mode) offer the
-same four assertions; they differ only in how a wheel path is made visible to
-the run, which :meth:`PlacementAssertions._wheel_for_verdict` lets a class choose.
+:class:`~pytest_installperm.run.RunResult`, the result of both worlds, mixes
+them in; the world decides how a wheel path is made visible to the run
+(:meth:`PlacementAssertions._wheel_for_verdict`: in-process, a fake copy).
 """
 
 from __future__ import annotations

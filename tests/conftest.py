@@ -106,7 +106,7 @@ class Unprivileged:
 
     @property
     def uid(self) -> int:
-        return os.geteuid() if self.env is None else self.env._backend.owner()[0]
+        return os.geteuid() if self.env is None else self.env.world.owner()[0]
 
     def runpytest(
         self,
@@ -136,10 +136,10 @@ class Unprivileged:
         test = work / "test_inner.py"
         for name, text in {"test_inner": code, **(modules or {})}.items():
             (work / f"{name}.py").write_text(text)
-            os.chown(work / f"{name}.py", *self.env._backend.owner())
+            os.chown(work / f"{name}.py", *self.env.world.owner())
         for file in files:
             shutil.copy2(file, work / file.name)
-            os.chown(work / file.name, *self.env._backend.owner())
+            os.chown(work / file.name, *self.env.world.owner())
         run = self.env.run(
             [
                 self.env.python,

@@ -16,7 +16,7 @@ import pytest
 from engine_checks import FALLBACK, check_pip_fell_back, check_uv_denied
 from processes import canary_name, host_processes_named, set_name_code
 
-from pytest_installperm import Environment, InstallPerm, InterpreterError, RoleError
+from pytest_installperm import Environment, FakefsError, InstallPerm, InterpreterError, RoleError
 
 DEBIAN = Path("/usr/bin/python3.11")
 
@@ -165,6 +165,12 @@ def test_timeout_kills_the_pid_namespace(installperm: InstallPerm) -> None:
     assert "timed out after 2" in result.describe()
     assert "PID namespace was killed" in result.stderr, result.stderr
     assert host_processes_named(name) == [], "a grandchild survived the timeout"
+
+
+def test_call_is_refused_in_the_real_world(installperm: InstallPerm) -> None:
+    env = installperm.system(externally_managed=False, locked=())
+    with pytest.raises(FakefsError, match=r"env\.call.*cannot see a real sandbox"):
+        env.call(print, "never runs in this process")
 
 
 def test_missing_command_is_a_result(installperm: InstallPerm) -> None:

@@ -3,7 +3,7 @@
 Three groups:
 
 * the fixture itself: identity, the patched "where do I install?" answers,
-  PEP 668, HOME, every pyfakefs trap of DESIGN.md part C, layouts, ``call()``;
+  PEP 668, HOME, every pyfakefs trap of docs/design.md, layouts, ``call()``;
 * parity: for each decision-table row that has an in-process meaning, pip's own
   ``decide_user_install`` (after its PEP 668 check, in pip's order) decides the
   same under ``installperm_fakefs`` as real pip 26.3 does in the subprocess
@@ -36,7 +36,7 @@ from pip._internal.locations import get_scheme
 from pip._internal.utils.misc import check_externally_managed
 from pyfakefs.fake_filesystem_unittest import Patcher
 
-from pytest_installperm import InstallPerm, PlacementError
+from pytest_installperm import Environment, InstallPerm, PlacementError
 from pytest_installperm.errors import FakefsError, RoleError
 from pytest_installperm.fakefs import (
     FAKE_GID,
@@ -310,6 +310,21 @@ def test_run_and_pip_are_refused(installperm_fakefs):
     env = installperm_fakefs.system()
     with pytest.raises(FakefsError, match="child process does not see the fake filesystem"):
         env.pip("install", "x")
+    with pytest.raises(FakefsError, match=r"env\.sandbox: installperm_fakefs environments"):
+        env.sandbox  # noqa: B018
+
+
+def test_one_environment_and_result_type_for_both_worlds(installperm_fakefs):
+    env = installperm_fakefs.system()
+    result = env.call(len, "abc")
+    assert type(env) is Environment and type(result) is RunResult
+    assert (result.returncode, result.value, result.exception) == (0, 3, None)
+    assert env.backend == "fakefs" and env.world.owner() == (FAKE_UID, FAKE_GID)
+    # The fake tree holds the lock plan the real backends apply.
+    plan = env.spec.plan(env.roles, env.root)
+    owners = {top: os.stat(top).st_uid for top in plan.grant}
+    assert owners == dict.fromkeys(plan.grant, FAKE_UID)
+    assert {os.stat(top).st_uid for top, _ in plan.deny} == {0}
 
 
 # -- layouts ------------------------------------------------------------------

@@ -33,6 +33,7 @@ from processes import canary_name, host_processes_named, set_name_code
 from pytest_installperm import BackendError, Environment, InstallPerm
 from pytest_installperm.backends import contain
 from pytest_installperm.backends.contain import probe, syscalls
+from pytest_installperm.world.real import RealWorld
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 TEMP_DIRS = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))
@@ -390,7 +391,7 @@ def test_no_namespace_means_skip(installperm: InstallPerm, monkeypatch: pytest.M
 def test_no_namespace_refuses_a_run(installperm: InstallPerm) -> None:
     """A containment built for mode "none" (no probe said yes) never starts a child."""
     env = installperm.system(externally_managed=False, locked=())
-    env._backend._containment = contain.Containment(env.root, "none")
+    env.world._backend._containment = contain.Containment(env.root, "none")
     with pytest.raises(BackendError, match="cannot start a child"):
         env.run([env.python, "-c", "open('/tmp/never', 'w')"])
     assert not Path("/tmp/never").exists()
@@ -431,8 +432,10 @@ def test_containment_that_cannot_start_is_an_error(installperm: InstallPerm) -> 
     """A backend that fails to put the child in place raises BackendError; it
     never returns a result that a test could mistake for an installer's."""
     env = installperm.system(externally_managed=False, locked=())
-    env.plan = dataclasses.replace(
-        env.plan, deny=((env.root / "no-such-dir", True),), readonly_fs=True
+    world = env.world
+    assert isinstance(world, RealWorld)
+    world.plan = dataclasses.replace(
+        world.plan, deny=((env.root / "no-such-dir", True),), readonly_fs=True
     )
     with pytest.raises(BackendError, match="bind a locked tree"):
         env.run([env.python, "-c", "pass"])

@@ -26,8 +26,9 @@ def test_at_least_twenty_builtin_scenarios_with_unique_names_and_reasons():
     assert {p.stem for p in BUILTIN_DIR.glob("*.toml")} == set(names)
 
 
-# Each row of pip's decision table (DESIGN.md part C) and each situation the
-# issue lists must have at least one scenario; the predicate says which.
+# Each row of pip's decision table (docs/design.md, "Verified facts") and each
+# situation the issue lists must have at least one scenario; the predicate says
+# which.
 COVERAGE = {
     "fallback": lambda s: s.message == "fallback" and s.environment.kind == "system",
     "user site disabled": lambda s: not s.environment.user_site,

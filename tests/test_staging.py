@@ -47,7 +47,7 @@ def test_unreadable_wheel_is_staged(
         with pytest.raises(UnreadableArgumentError) as caught:
             env.pip("install", "--no-index", arg, "demo")
         message = str(caught.value)
-        assert str(private) in message and f"uid {env._backend.owner()[0]}" in message
+        assert str(private) in message and f"uid {env.world.owner()[0]}" in message
         return
     result = env.pip("install", "--no-index", "--no-deps", arg)  # type: ignore[arg-type]
     assert result.returncode == 0, result.describe()

@@ -30,7 +30,7 @@ def test_each_sandbox_has_its_own_uid(installperm: InstallPerm) -> None:
     for env in envs:
         result = env.run([env.python, "-c", "import os; print(os.getuid(), os.getgid())"])
         uid, gid = map(int, result.stdout.split())
-        assert (uid, gid) == env._backend.owner()
+        assert (uid, gid) == env.world.owner()
         seen.append(uid)
     assert len(set(seen)) == 3, seen
     assert 0 not in seen
@@ -39,13 +39,13 @@ def test_each_sandbox_has_its_own_uid(installperm: InstallPerm) -> None:
 @needs_root
 def test_a_uid_is_reused_only_after_its_sandbox_is_gone(installperm: InstallPerm) -> None:
     first = installperm.system(externally_managed=False, locked=())
-    uid = first._backend.owner()[0]
+    uid = first.world.owner()[0]
     second = installperm.system(externally_managed=False, locked=())
-    assert second._backend.owner()[0] != uid
+    assert second.world.owner()[0] != uid
     first.remove()
-    first._backend.release()  # idempotent: remove() released it already
+    first.world._backend.release()  # idempotent: remove() released it already
     third = installperm.system(externally_managed=False, locked=())
-    assert third._backend.owner()[0] == uid
+    assert third.world.owner()[0] == uid
 
 
 def test_lease_is_exclusive_across_processes(tmp_path: Path) -> None:
