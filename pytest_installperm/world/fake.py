@@ -50,7 +50,7 @@ from pytest_installperm.roles import CACHE, STAGE, TMP, WORK
 from pytest_installperm.run import Exit
 from pytest_installperm.schemes import Schemes, relative_layout
 from pytest_installperm.wheels import install_wheel
-from pytest_installperm.world import Arg, Request
+from pytest_installperm.world import Arg, BuildRequest
 from pytest_installperm.world.calls import call_captured, describe_call
 from pytest_installperm.world.fake_traps import (
     BACKEND,
@@ -203,7 +203,7 @@ class FakeBuilder:
             fake_helpers.set_uid(uid)
             fake_helpers.set_gid(gid)
 
-    def build(self, request: Request) -> Environment:
+    def build(self, request: BuildRequest) -> Environment:
         __tracebackhide__ = True
         _refuse_subprocess_only(request)
         spec, venv = request.spec, request.venv
@@ -313,7 +313,7 @@ def _wheel_paths(paths: Mapping[str, str], headers: str | None) -> dict[str, Pat
     return {k: Path(v) for k, v in wheel_scheme(paths, headers=headers).items()}
 
 
-def _refuse_subprocess_only(request: Request) -> None:
+def _refuse_subprocess_only(request: BuildRequest) -> None:
     """Arguments of ``installperm`` that have no in-process meaning: refused, not ignored."""
     if request.python is not None:
         raise FakefsError(

@@ -25,7 +25,7 @@ from pytest_installperm.run import Exit, execute
 from pytest_installperm.sandbox import Sandbox
 from pytest_installperm.schemes import SCHEME_KEYS, Schemes
 from pytest_installperm.session import PipCopy, SchemeFacts, Session, library_path
-from pytest_installperm.world import Arg, Request
+from pytest_installperm.world import Arg, BuildRequest
 
 
 class RealWorld:
@@ -144,7 +144,7 @@ class RealBuilder:
         self._session = session
         self._backend = backend
 
-    def build(self, request: Request) -> Environment:
+    def build(self, request: BuildRequest) -> Environment:
         __tracebackhide__ = True
         if request.layout is not None:
             raise FakefsError(
@@ -176,7 +176,7 @@ def _assemble(
     sandbox: Sandbox,
     template: Template,
     facts: SchemeFacts,
-    request: Request,
+    request: BuildRequest,
     backend: Backend,
     session: Session,
 ) -> Environment:
