@@ -65,6 +65,7 @@ class Environment:
                 scripts=schemes.system["scripts"],
                 userbase=userbase,
                 venv=kind == "venv",
+                user_scripts=schemes.user["scripts"],
             )
         )
         self.allowed_roles = spec.allowed_roles()

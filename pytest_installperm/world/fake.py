@@ -355,16 +355,28 @@ def _build_tree(
     tree.file(env.python, mode=0o755)
     if world.venv:
         _write_pyvenv_cfg(tree, world, system_site_packages)
-    for directory in spec.scaffold(env.paths("system"), home=env.home, userbase=env.userbase):
+    scaffold = spec.scaffold(
+        env.paths("system"),
+        home=env.home,
+        userbase=env.userbase,
+        user_scripts=env.paths("user")["scripts"],
+    )
+    for directory in scaffold:
         tree.dir(directory)
     _lock(tree, spec, roles, env.root)
 
 
 def _lock(tree: Tree, spec: LockSpec, roles: Mapping[str, Path], root: Path) -> None:
-    plan = spec.plan(roles, root, exists=lambda p: str(p) in tree.dirs)
+    plan = spec.plan(
+        roles,
+        root,
+        exists=lambda p: str(p) in tree.dirs,
+        subdirs=lambda top: sorted(Path(d) for d in tree.dirs if Path(d).parent == top),
+    )
     denied = {str(p) for p in plan.denied_trees()}
+    kept = {str(p) for p, recursive in plan.deny if not recursive}
     for top in plan.grant:
-        chown_tree(tree.dirs[str(top)], str(top), denied)
+        chown_tree(tree.dirs[str(top)], str(top), denied, kept)
 
 
 def _write_pyvenv_cfg(tree: Tree, world: FakeWorld, system_site_packages: bool) -> None:

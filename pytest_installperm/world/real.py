@@ -196,7 +196,10 @@ def _assemble(
 
     system = {k: where(facts.system[k]) for k in SCHEME_KEYS}
     user = {k: where(facts.user[k]) for k in SCHEME_KEYS}
-    for directory in spec.scaffold(system, home=sandbox.home, userbase=where(facts.userbase)):
+    scaffold = spec.scaffold(
+        system, home=sandbox.home, userbase=where(facts.userbase), user_scripts=user["scripts"]
+    )
+    for directory in scaffold:
         directory.mkdir(parents=True, exist_ok=True)
     pip = session.pip()
     if pip is not None:
