@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from pytest_installperm.environment import Environment, InstallPerm
 from pytest_installperm.errors import ScenarioError
 from pytest_installperm.fixtures import get_session
 from pytest_installperm.installers import Command, Context, Installer, Unsupported, parse_all
+from pytest_installperm.installers.registry import config_registry
 from pytest_installperm.roles import SCRATCH
 from pytest_installperm.run import RunResult
 from pytest_installperm.scenarios import Scenario, load_all
@@ -85,7 +85,8 @@ def parse_declarations(lines: Iterable[str]) -> dict[tuple[str, str], str]:
 
 def load_settings(config: pytest.Config) -> Settings:
     """Validate options, installers and scenario files; UsageError names the problem."""
-    installers = tuple(parse_all(list(_option(config, "installperm_installer") or [])))
+    specs = list(_option(config, "installperm_installer") or [])
+    installers = tuple(parse_all(specs, config_registry(config)))
     extra = [Path(p) for p in config.getini("installperm_scenarios")]
     try:
         scenarios = tuple(load_all(extra))
@@ -139,13 +140,18 @@ def expectation(
     decided = oracle.decide(scenario)
     pip_outcome = scenario.outcome or decided.outcome
     pip_message = scenario.message or decided.message
-    own = scenario.installers.get(installer.name)
+    # A template that inherits a preset inherits the declarations made for it.
+    names = dict.fromkeys((installer.name, installer.preset))
+    own = next((scenario.installers[n] for n in names if n in scenario.installers), None)
+    ini = next(
+        (declared[(n, scenario.name)] for n in names if (n, scenario.name) in declared), None
+    )
     outcome = own.outcome if own is not None and own.outcome else pip_outcome
     divergence: tuple[str | None, str] | None = None
     if own is not None and own.diverges is not None:
         divergence = own.diverges
-    elif (installer.name, scenario.name) in declared:
-        divergence = (None, declared[(installer.name, scenario.name)])
+    elif ini is not None:
+        divergence = (None, ini)
     elif own is None or own.outcome is None:
         pip = oracle.Expected(pip_outcome, pip_message, decided.rule)
         divergence = installer.diverges(scenario, pip)
@@ -299,8 +305,8 @@ class MatrixFailure(Exception):
 
 
 class Runner:
-    """Per-process state: wheels, their layouts and the readable ``installer`` copy,
-    each built or read once rather than per item."""
+    """Per-process state: wheels and their layouts, each built or read once
+    rather than per item."""
 
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
@@ -308,7 +314,6 @@ class Runner:
         self._wheels: dict[tuple[str, str, bool], Path] = {}
         self._layouts: dict[Path, WheelLayout] = {}
         self._wheel_dir: Path | None = None
-        self._installer_lib: Path | None = None
 
     def wheel(self, name: str, version: str, console_scripts: bool) -> Path:
         key = (name, version, console_scripts)
@@ -324,19 +329,6 @@ class Runner:
         if wheel not in self._layouts:
             self._layouts[wheel] = read_wheel(wheel)
         return self._layouts[wheel]
-
-    def installer_lib(self) -> Path:
-        """A readable copy of the ``installer`` package for ``python -m installer``."""
-        if self._installer_lib is None:
-            import installer
-
-            lib = get_session(self.config).root.new_dir("installer-lib-")
-            # With its bytecode: the child cannot write caches into this copy.
-            shutil.copytree(Path(installer.__file__).parent, lib / "installer")
-            for path in [lib, *lib.rglob("*")]:
-                os.chmod(path, 0o755 if path.is_dir() else 0o644)
-            self._installer_lib = lib
-        return self._installer_lib
 
     def build(self, factory: InstallPerm, scenario: Scenario) -> Environment:
         spec = scenario.environment
@@ -356,10 +348,10 @@ class Runner:
         return factory.system(externally_managed=spec.externally_managed, **common)
 
 
-def _context(env: Environment | None, wheel: Path, installer_lib: Path | None) -> Context:
+def _context(env: Environment | None, wheel: Path, libraries: Path | None) -> Context:
     if env is None:  # only to ask whether a request can be expressed at all
         here = Path("/")
-        return Context(here, wheel, here, here, here, here, "system", installer_lib)
+        return Context(here, wheel, here, here, here, here, "system", libraries)
     work = env.sandbox.work
     return Context(
         env.python,
@@ -369,7 +361,7 @@ def _context(env: Environment | None, wheel: Path, installer_lib: Path | None) -
         work / "root",
         env.home,
         env.kind,
-        installer_lib,
+        libraries,
     )
 
 
@@ -449,7 +441,7 @@ class ScenarioItem(pytest.Item):
             except pytest.skip.Exception as exc:
                 self._row(skipped=str(exc.msg))
                 raise
-            lib = self.runner.installer_lib() if installer.name == "installer" else None
+            lib = session.libraries(installer.libraries) if installer.libraries else None
             ctx = _context(env, wheel, lib)
             command = installer.command(scenario.request, ctx)
             assert isinstance(command, Command)

@@ -16,6 +16,12 @@ from pytest_installperm.fixtures import SESSION_KEY, installperm, installperm_fa
 __all__ = ["installperm", "installperm_fakefs", "make_wheel"]
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_installperm.installers import hookspec
+
+    pluginmanager.add_hookspecs(hookspec)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("installperm", "installer permission testing")
     group.addoption(

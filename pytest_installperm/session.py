@@ -9,13 +9,16 @@ shared, so that building one sandbox costs milliseconds: the expensive parts
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import os
 import pwd
 import shutil
 import sys
 import sysconfig
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_installperm.backends import Backend, choose
 from pytest_installperm.errors import InterpreterError, LockUnavailable
@@ -30,8 +33,8 @@ from pytest_installperm.locks import LockSpec
 from pytest_installperm.sandbox import Sandbox, SessionRoot
 from pytest_installperm.schemes import SCHEME_KEYS, relative_layout
 
-#: Installer programs made readable to a dropped uid and put on a child's PATH.
-TOOLS = ("uv",)
+if TYPE_CHECKING:
+    from pytest_installperm.installers import Installer
 
 
 def default_uid() -> tuple[int, int]:
@@ -93,7 +96,10 @@ class Session:
         uid: int | None = None,
         gid: int | None = None,
         basetemp: str | None = None,
+        installers: Sequence[Installer] | None = None,
     ) -> None:
+        """``installers``: the presets whose programs, libraries and isolation
+        children get (default: every registered preset)."""
         self.backend_name = backend
         self.basetemp = basetemp
         default = default_uid()
@@ -105,6 +111,8 @@ class Session:
         self._schemes: dict[tuple[str, bool, bool, str], SchemeFacts] = {}
         self._pip: PipCopy | bool | None = False
         self._tools: Path | None = None
+        self._installers = tuple(installers) if installers is not None else None
+        self._libraries: dict[tuple[str, ...], Path] = {}
 
     @property
     def root(self) -> SessionRoot:
@@ -159,6 +167,36 @@ class Session:
             _make_read_only_dirs(root)
         return PipCopy(root / "pip", root / dist_info.name)
 
+    def installers(self) -> tuple[Installer, ...]:
+        if self._installers is None:
+            from pytest_installperm.installers import default_registry
+
+            self._installers = tuple(default_registry().presets())
+        return self._installers
+
+    def isolation(self, sandbox: Sandbox) -> dict[str, str]:
+        """Every preset's isolation variables for a child in ``sandbox``."""
+        from pytest_installperm.installers.registry import isolation
+
+        return isolation(self.installers(), sandbox)
+
+    def libraries(self, names: Sequence[str]) -> Path:
+        """A readable directory for ``PYTHONPATH`` holding copies of the packages
+        ``names`` (importable here), with their bytecode: a child cannot write
+        caches into this copy."""
+        key = tuple(sorted(names))
+        if key not in self._libraries:
+            lib = self.root.new_dir("lib-")
+            for name in key:
+                spec = importlib.util.find_spec(name)
+                if spec is None or spec.origin is None:
+                    raise ModuleNotFoundError(f"library {name!r} is not importable here")
+                shutil.copytree(Path(spec.origin).parent, lib / name)
+            for path in [lib, *lib.rglob("*")]:
+                os.chmod(path, 0o755 if path.is_dir() else 0o644)
+            self._libraries[key] = lib
+        return self._libraries[key]
+
     def tools(self) -> Path:
         """A readable directory holding the installer programs found here."""
         if self._tools is None:
@@ -170,7 +208,7 @@ class Session:
                     os.environ.get("PATH", os.defpath),
                 ]
             )
-            for name in TOOLS:
+            for name in sorted({p for i in self.installers() for p in i.programs}):
                 found = shutil.which(name, path=search)
                 if found:
                     _link_or_copy(Path(found), self._tools / name)

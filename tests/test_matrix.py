@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 
 from pytest_installperm import oracle
-from pytest_installperm.installers import Context, Pip, Template, Unsupported, Uv, parse
+from pytest_installperm.installers import Context, TemplateInstaller, Unsupported, parse
+from pytest_installperm.installers.pip import Pip
+from pytest_installperm.installers.uv import Uv
 from pytest_installperm.matrix import Expectation, classify, expectation, judge
 from pytest_installperm.report import FIELDS, to_json, to_markdown
 from pytest_installperm.scenarios import OUTCOMES, Request, load_all
@@ -173,7 +175,7 @@ def test_presets_translate_requests_or_say_why_they_cannot():
 
 def test_templates_expand_placeholders_and_skip_what_they_cannot_say():
     mine = parse("mine={python} -m pip install {flags} --no-index {wheel}")
-    assert isinstance(mine, Template)
+    assert isinstance(mine, TemplateInstaller)
     command = mine.command(Request(prefix=True), CTX)
     assert not isinstance(command, Unsupported)
     assert [str(a) for a in command.argv] == [

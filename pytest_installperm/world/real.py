@@ -206,7 +206,8 @@ def _assemble(
         _install_pip(pip, system, python, template.base.version)
     for wheel in request.preinstalled:
         _preinstall(Path(wheel), system, python)
-    defaults = library_path(template)
+    # Every registered preset's isolation, whichever installer the child runs.
+    defaults = {**session.isolation(sandbox), **library_path(template)}
     if not spec.user_site:
         defaults["PYTHONNOUSERSITE"] = "1"
     world = RealWorld(
