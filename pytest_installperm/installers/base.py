@@ -75,6 +75,9 @@ class Installer:
     """Base class: a name, a way to build commands, and what the preset knows."""
 
     name = "installer"
+    #: The preset whose declarations (scenario files, ini) apply: a subclass's
+    #: own ``name`` unless it says otherwise; a template may inherit another's.
+    preset = "installer"
     #: Programs the child runs by name: made readable to a dropped uid, on PATH.
     programs: tuple[str, ...] = ()
     #: Packages the child imports from a readable copy on ``PYTHONPATH``
@@ -83,10 +86,10 @@ class Installer:
     #: Message kind -> regex the installer's output must contain (pip's words).
     messages: Mapping[str, str] = MappingProxyType({})
 
-    @property
-    def preset(self) -> str:
-        """The name whose declarations (scenario files, ini) apply to this installer."""
-        return self.name
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        if "preset" not in vars(cls):
+            cls.preset = cls.name
 
     def describe(self) -> str:
         return self.name

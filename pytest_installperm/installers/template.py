@@ -56,11 +56,8 @@ class TemplateInstaller(Installer):
         self.name = name
         self.template = template
         self.base = base
+        self.preset = base.preset if base is not None else name
         self.tokens = tuple(shlex.split(template))
-
-    @property
-    def preset(self) -> str:
-        return self.base.preset if self.base is not None else self.name
 
     @property
     def messages(self) -> Mapping[str, str]:  # type: ignore[override]
