@@ -52,7 +52,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _add_matrix_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
-    """Options of the scenario matrix (matrix.py); each has an ini mirror."""
+    """Options of the scenario matrix (matrix/); each has an ini mirror."""
     group.addoption(
         "--installperm",
         dest="installperm",

@@ -23,7 +23,7 @@ from pytest_installperm import oracle
 from pytest_installperm.installers import Context, TemplateInstaller, Unsupported, parse
 from pytest_installperm.installers.pip import Pip
 from pytest_installperm.installers.uv import Uv
-from pytest_installperm.matrix import Expectation, classify, expectation, judge
+from pytest_installperm.matrix import CellExpectation, classify, expectation, judge
 from pytest_installperm.report import FIELDS, to_json, to_markdown
 from pytest_installperm.scenarios import OUTCOMES, Request, load_all
 
@@ -49,7 +49,7 @@ def test_classify_reads_the_outcome_from_where_the_files_landed():
 
 
 def _exp(outcome="user", *, pip="user", declared=None, breaks=None, check=False):
-    return Expectation(outcome, pip, "fallback", declared, breaks or {}, check)
+    return CellExpectation(outcome, pip, "fallback", declared, breaks or {}, check)
 
 
 def _judge(exp, *, landed=("user",), returncode=0, residue=(), outside=(), output=""):

@@ -15,13 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from pytest_installperm.run import Arg
 from pytest_installperm.scenarios import Request, Scenario
 
 if TYPE_CHECKING:
     from pytest_installperm.oracle import Expected
+    from pytest_installperm.run import RunResult
     from pytest_installperm.sandbox import Sandbox
 
 
@@ -53,17 +54,6 @@ class Unsupported:
     """A request this installer has no way to express; the item skips with this."""
 
     reason: str
-
-
-class Output(Protocol):
-    """What :meth:`Installer.usage_error` reads of a run."""
-
-    @property
-    def returncode(self) -> int: ...
-    @property
-    def stdout(self) -> str: ...
-    @property
-    def stderr(self) -> str: ...
 
 
 #: argparse, optparse and clap all print a usage line and exit with status 2.
@@ -128,7 +118,7 @@ class Installer:
         found = re.search(r"\d+(?:\.\d+)+\S*", output)
         return found[0] if found else None
 
-    def usage_error(self, result: Output) -> str | None:
+    def usage_error(self, result: RunResult) -> str | None:
         """The installer's words if it rejected its own command line, else None.
 
         A usage error says nothing about permissions: the matrix reports it as a

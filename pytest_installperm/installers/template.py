@@ -32,7 +32,6 @@ from pytest_installperm.installers.base import (
     Command,
     Context,
     Installer,
-    Output,
     Unsupported,
     pip_flags,
 )
@@ -41,6 +40,7 @@ from pytest_installperm.scenarios import Request, Scenario
 
 if TYPE_CHECKING:
     from pytest_installperm.oracle import Expected
+    from pytest_installperm.run import RunResult
 
 PLACEHOLDERS = ("flags", "home", "prefix", "python", "root", "target", "wheel")
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
@@ -76,7 +76,7 @@ class TemplateInstaller(Installer):
             return f"installer {self.name!r}: program {program!r} was not found on PATH"
         return None
 
-    def usage_error(self, result: Output) -> str | None:
+    def usage_error(self, result: RunResult) -> str | None:
         if self.base is not None:
             return self.base.usage_error(result)
         return super().usage_error(result)

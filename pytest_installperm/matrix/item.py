@@ -1,0 +1,291 @@
+"""One matrix cell as a pytest item: build the scenario's environment, run the
+installer in it, judge the run, and ship the result row."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_installperm.environment import Environment, InstallPerm
+from pytest_installperm.fixtures import get_session
+from pytest_installperm.installers import Command, Context, Installer, Unsupported
+from pytest_installperm.matrix.settings import Settings
+from pytest_installperm.matrix.verdict import (
+    CellExpectation,
+    Landing,
+    classify,
+    expectation,
+    judge,
+)
+from pytest_installperm.roles import SCRATCH
+from pytest_installperm.run import RunResult
+from pytest_installperm.scenarios import Scenario
+from pytest_installperm.schemes import rerooted
+from pytest_installperm.wheels import WheelLayout, build_wheel, read_wheel
+
+#: The user_properties key under which each item ships its row.
+ROW_KEY = "installperm"
+
+
+class MatrixFailure(Exception):
+    """An item's undeclared problems, shown without a traceback."""
+
+
+class Runner:
+    """Per-process state: wheels and their layouts, each built or read once
+    rather than per item."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self._wheels: dict[tuple[str, str, bool], Path] = {}
+        self._layouts: dict[Path, WheelLayout] = {}
+        self._wheel_dir: Path | None = None
+
+    def wheel(self, name: str, version: str, console_scripts: bool) -> Path:
+        key = (name, version, console_scripts)
+        if key not in self._wheels:
+            if self._wheel_dir is None:
+                self._wheel_dir = get_session(self.config).root.new_dir("matrix-wheels-")
+            scripts = {name: f"{name}:main"} if console_scripts else None
+            self._wheels[key] = build_wheel(self._wheel_dir, name, version, console_scripts=scripts)
+        return self._wheels[key]
+
+    def layout(self, wheel: Path) -> WheelLayout:
+        """``read_wheel(wheel)``, read once: every item of a scenario judges the same wheel."""
+        if wheel not in self._layouts:
+            self._layouts[wheel] = read_wheel(wheel)
+        return self._layouts[wheel]
+
+    def build(self, factory: InstallPerm, scenario: Scenario) -> Environment:
+        spec = scenario.environment
+        preinstalled = [
+            self.wheel(name, version, scenario.wheel.console_scripts)
+            for name, version in scenario.preinstalled()
+        ]
+        common: dict[str, Any] = {
+            "locked": spec.locked,
+            "user_site": spec.user_site,
+            "home": spec.home,
+            "preinstalled": preinstalled,
+            "lock_mode": spec.lock_mode,
+        }
+        if spec.kind == "venv":
+            return factory.venv(system_site_packages=spec.system_site_packages, **common)
+        return factory.system(externally_managed=spec.externally_managed, **common)
+
+
+def _context(env: Environment | None, wheel: Path, libraries: Path | None) -> Context:
+    if env is None:  # only to ask whether a request can be expressed at all
+        here = Path("/")
+        return Context(here, wheel, here, here, here, here, "system", libraries)
+    work = env.sandbox.work
+    return Context(
+        env.python,
+        wheel,
+        work / "prefix",
+        work / "target",
+        work / "root",
+        env.home,
+        env.kind,
+        libraries,
+    )
+
+
+def candidate_schemes(
+    env: Environment, scenario: Scenario, ctx: Context
+) -> dict[str, dict[str, Path]]:
+    """Scheme name -> scheme paths, for every place this request could land."""
+    request = scenario.request
+    system, user = dict(env.paths("system")), dict(env.paths("user"))
+    if request.root:  # --root: the schemes, below the root
+        system, user = rerooted(system, ctx.root), rerooted(user, ctx.root)
+    schemes = {"system": system, "user": user}
+    if request.prefix:
+        schemes["prefix"] = dict(env.paths("prefix", base=ctx.prefix))
+    if request.target:
+        schemes["target"] = dict(env.paths("target", base=ctx.target))
+    return schemes
+
+
+def _relative(env: Environment, paths: Iterable[Path]) -> list[str]:
+    return sorted(os.path.relpath(p, env.root) for p in paths)
+
+
+def last_words(result: RunResult) -> str:
+    """The installer's last line of output, sandbox paths shortened: its own words."""
+    lines = [ln.strip() for ln in (result.stderr.strip() or result.stdout.strip()).splitlines()]
+    text = lines[-1] if lines else ""
+    return text.replace(str(result.environment.root), "<sandbox>")
+
+
+def residue_of(result: RunResult) -> list[str]:
+    """Every change outside the scratch roles, relative to the sandbox."""
+    env = result.environment
+    kept = [p for p in result.changes.all if env.role_of(p) not in SCRATCH]
+    return _relative(env, kept)
+
+
+class ScenarioItem(pytest.Item):
+    """One scenario run by one installer."""
+
+    def __init__(
+        self, *, scenario: Scenario, installer: Installer, runner: Runner, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.scenario = scenario
+        self.installer = installer
+        self.runner = runner
+        self.detail = ""
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.scenario.path, None, f"{self.scenario.name}[{self.installer.name}]"
+
+    def _row(self, **fields: Any) -> None:
+        row = {"scenario": self.scenario.name, "installer": self.installer.name, **fields}
+        self.user_properties.append((ROW_KEY, row))
+
+    def _skip(self, reason: str) -> None:
+        self._row(skipped=reason)
+        pytest.skip(reason)
+
+    def runtest(self) -> None:
+        scenario, installer = self.scenario, self.installer
+        session = get_session(self.config)
+        missing = installer.missing(session.tools())
+        if missing is not None:
+            self._skip(missing)
+        wheel = self.runner.wheel(
+            scenario.wheel.name, scenario.wheel.version, scenario.wheel.console_scripts
+        )
+        probe = installer.command(scenario.request, _context(None, wheel, None))
+        if isinstance(probe, Unsupported):
+            self._skip(probe.reason)
+        factory = InstallPerm(session)
+        try:
+            try:
+                env = self.runner.build(factory, scenario)
+            except pytest.skip.Exception as exc:
+                self._row(skipped=str(exc.msg))
+                raise
+            lib = session.libraries(installer.libraries) if installer.libraries else None
+            ctx = _context(env, wheel, lib)
+            command = installer.command(scenario.request, ctx)
+            assert isinstance(command, Command)
+            result = env.run(list(command.argv), env=command.env)
+            self._judge(env, ctx, wheel, result)
+        finally:
+            factory.close()
+
+    def _judge(self, env: Environment, ctx: Context, wheel: Path, result: RunResult) -> None:
+        scenario, installer = self.scenario, self.installer
+        exp = expectation(scenario, installer, self.runner.settings.declared)
+        layout = self.runner.layout(wheel)
+        schemes = candidate_schemes(env, scenario, ctx)
+        destinations = {
+            name: layout.destinations(scheme).keys() for name, scheme in schemes.items()
+        }
+        written = frozenset(
+            p for p in result.changes.created | result.changes.modified if os.path.lexists(p)
+        )
+        landing = classify(result.returncode, written, destinations)
+        residue = residue_of(result) if result.returncode != 0 else []
+        outside = _relative(env, result.outside)
+        verdict = judge(
+            exp,
+            landing,
+            output=result.output,
+            returncode=result.returncode,
+            residue=residue,
+            outside=outside,
+            messages=installer.messages,
+            timed_out=result.timed_out,
+        )
+        says = last_words(result)
+        self._row(
+            outcome=landing.outcome,
+            expected=exp.outcome,
+            agrees=landing.outcome == exp.outcome,
+            returncode=result.returncode,
+            residue=residue,
+            outside=outside,
+            verdict=verdict.status,
+            broken=sorted(verdict.broken),
+            declared=exp.declared[1] if exp.declared else None,
+            says=says,
+        )
+        if verdict.undeclared:
+            verdict_text = _placement_verdict(result, wheel, landing, schemes)
+            self.detail = _explain(self, exp, landing, result, verdict_text)
+            lines = verdict.undeclared + [f"(declared) {d}" for d in verdict.declared]
+            raise MatrixFailure("\n".join(f"- {line}" for line in lines))
+        if verdict.declared:
+            pytest.xfail(
+                "; ".join(verdict.declared) + (f" [{installer.name} said: {says}]" if says else "")
+            )
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, MatrixFailure):
+            return (
+                f"{self.scenario.name} with {self.installer.describe()}:\n"
+                f"{excinfo.value}\n\n{self.detail}"
+            )
+        return str(super().repr_failure(excinfo, style=style))
+
+
+def _placement_verdict(
+    result: RunResult, wheel: Path, landing: Landing, schemes: Mapping[str, Mapping[str, Path]]
+) -> str:
+    """The placement module's own table for what this run did, for a failure.
+
+    A failed run gets ``assert_no_residue``; a successful one
+    ``assert_installed`` in the scheme it chose. Empty when that verdict passes.
+    """
+    from pytest_installperm import placement as verdicts
+    from pytest_installperm.errors import PlacementError
+
+    try:
+        if result.returncode != 0:
+            verdicts.assert_no_residue(result)
+        elif landing.outcome in schemes:
+            scheme = verdicts.Scheme(landing.outcome, schemes[landing.outcome])
+            verdicts.assert_installed(result, wheel, scheme)
+    except PlacementError as exc:
+        return str(exc)
+    return ""
+
+
+def _explain(
+    item: ScenarioItem, exp: CellExpectation, landing: Landing, result: RunResult, verdict_text: str
+) -> str:
+    """The scenario, what was expected, then the placement verdict's table (which
+    shows the command and its output) or, when that verdict passes, the command,
+    its output and the changes."""
+    scenario = item.scenario
+    env = result.environment
+    lines = [
+        f"scenario: {scenario.path}",
+        f"  why: {scenario.description.splitlines()[0]}",
+        f"  environment: {env!r}",
+        f"  request: {scenario.request.describe()}",
+        f"  expected {exp.outcome!r} (pip: {exp.pip_outcome!r}, message {exp.pip_message!r}); "
+        f"got {landing.outcome!r}",
+    ]
+    for name, paths in sorted(landing.landed.items()):
+        lines.append(
+            f"  wheel files written to {name}: {len(paths)} of {len(landing.expected[name])}"
+        )
+    if verdict_text:
+        return "\n".join([*lines, "", "placement verdict:", verdict_text])
+    lines.append(result.describe())
+    changes = [
+        line for line in result.changes.lines() if env.role_of(Path(line[2:])) not in SCRATCH
+    ]
+    if changes:
+        lines.append("  changes (cache and tmp left out):")
+        lines += [f"    {line.replace(str(env.root) + os.sep, '')}" for line in changes[:40]]
+    return "\n".join(lines)

@@ -1,0 +1,48 @@
+"""The matrix's settings: options, ini values, installers and scenario files,
+read and validated once, at startup."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pytest_installperm import options
+from pytest_installperm.errors import ScenarioError
+from pytest_installperm.installers import Installer, parse_all
+from pytest_installperm.installers.registry import config_registry
+from pytest_installperm.scenarios import Scenario, load_all
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the matrix needs from the command line and the ini file."""
+
+    installers: tuple[Installer, ...]
+    scenarios: tuple[Scenario, ...]
+    #: (installer, scenario) -> reason, from the ``installperm_divergences`` ini.
+    declared: Mapping[tuple[str, str], str]
+    only_matrix: bool
+    report: Path | None
+    markdown: Path | None
+
+
+def load_settings(config: pytest.Config) -> Settings:
+    """Validate options, installers and scenario files; UsageError names the problem."""
+    opts = options.check(config)
+    installers = tuple(parse_all(list(opts.installers), config_registry(config)))
+    try:
+        scenarios = tuple(load_all(list(opts.scenario_dirs)))
+    except ScenarioError as exc:
+        raise pytest.UsageError(f"ScenarioError: {exc}") from exc
+    names = {s.name for s in scenarios}
+    for installer, scenario in opts.divergences:
+        if scenario not in names:
+            raise pytest.UsageError(
+                f"installperm_divergences: unknown scenario {scenario!r} "
+                f"(for installer {installer!r})"
+            )
+    only = config.args_source != pytest.Config.ArgsSource.ARGS
+    return Settings(installers, scenarios, opts.divergences, only, opts.report, opts.markdown)
