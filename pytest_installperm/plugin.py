@@ -75,6 +75,22 @@ def _add_matrix_options(group: pytest.OptionGroup, parser: pytest.Parser) -> Non
         "installperm_installer", "default for --installperm-installer", type="linelist", default=[]
     )
     group.addoption(
+        "--installperm-installer-optional",
+        dest="installperm_installer_optional",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="repeatable: an installer that may be missing here; its column skips with the "
+        "reason instead of failing the session (an installer named with "
+        "--installperm-installer that cannot run is an error otherwise)",
+    )
+    parser.addini(
+        "installperm_installer_optional",
+        "default for --installperm-installer-optional",
+        type="linelist",
+        default=[],
+    )
+    group.addoption(
         "--installperm-report",
         dest="installperm_report",
         default=None,

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from pytest_installperm.fixtures import get_session
 from pytest_installperm.matrix.item import ROW_KEY, Runner, ScenarioItem
-from pytest_installperm.matrix.settings import load_settings
+from pytest_installperm.matrix.settings import check_runnable, load_settings
 
 
 class Matrix(pytest.Collector):
@@ -40,6 +41,7 @@ class MatrixPlugin:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.settings = load_settings(config)
+        check_runnable(self.settings, get_session(config).tools())
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
 
     def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
@@ -60,6 +62,17 @@ class MatrixPlugin:
         for item in found:
             item.ihook.pytest_itemcollected(item=item)
         items.extend(found)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """A skip points at the scenario file, not at the line of this plugin
+        that raised it: that is where the user can look and act."""
+        report = yield
+        if isinstance(item, ScenarioItem) and report.skipped and isinstance(report.longrepr, tuple):
+            report.longrepr = (str(item.scenario.path), 1, report.longrepr[2])
+        return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for key, value in report.user_properties:

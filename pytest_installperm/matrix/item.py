@@ -4,15 +4,17 @@ installer in it, judge the run, and ship the result row."""
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 from pytest_installperm.environment import Environment, InstallPerm
 from pytest_installperm.fixtures import get_session
 from pytest_installperm.installers import Command, Context, Installer, Unsupported
+from pytest_installperm.interpreter import running_base
 from pytest_installperm.matrix.settings import Settings
 from pytest_installperm.matrix.verdict import (
     CellExpectation,
@@ -29,6 +31,12 @@ from pytest_installperm.wheels import WheelLayout, build_wheel, read_wheel
 
 #: The user_properties key under which each item ships its row.
 ROW_KEY = "installperm"
+#: How the matrix's interpreters are made: relocated copies of a base interpreter.
+MODE = "relocated"
+#: Seconds an installer may take to say its version.
+VERSION_TIMEOUT = 60.0
+#: How many lines of the installer's output a failing row keeps.
+EXCERPT_LINES = 12
 
 
 class MatrixFailure(Exception):
@@ -45,6 +53,8 @@ class Runner:
         self._wheels: dict[tuple[str, str, bool], Path] = {}
         self._layouts: dict[Path, WheelLayout] = {}
         self._wheel_dir: Path | None = None
+        self._versions: dict[str, str] = {}
+        self._python: str | None = None
 
     def wheel(self, name: str, version: str, console_scripts: bool) -> Path:
         key = (name, version, console_scripts)
@@ -60,6 +70,29 @@ class Runner:
         if wheel not in self._layouts:
             self._layouts[wheel] = read_wheel(wheel)
         return self._layouts[wheel]
+
+    def python(self) -> str:
+        """The base interpreter the environments copy: its path and version."""
+        if self._python is None:
+            base = get_session(self.config).base(None)
+            full = platform.python_version() if base.executable == running_base() else None
+            self._python = f"{base.executable} ({full or base.version})"
+        return self._python
+
+    def version(self, installer: Installer, env: Environment, ctx: Context) -> str | None:
+        """The installer's version, asked of the installer itself after its run, in
+        the same contained environment (so nothing it wrote runs uncontained);
+        once per installer and process, when the answer is a version."""
+        if installer.name not in self._versions:
+            command = installer.version_command(ctx)
+            if command is None:
+                return None
+            answer = env.run(list(command.argv), env=command.env, timeout=VERSION_TIMEOUT)
+            found = installer.version(answer.stdout) if answer.returncode == 0 else None
+            if found is None:
+                return None
+            self._versions[installer.name] = found
+        return self._versions[installer.name]
 
     def build(self, factory: InstallPerm, scenario: Scenario) -> Environment:
         spec = scenario.environment
@@ -116,6 +149,12 @@ def _relative(env: Environment, paths: Iterable[Path]) -> list[str]:
     return sorted(os.path.relpath(p, env.root) for p in paths)
 
 
+def excerpt(result: RunResult, lines: int = EXCERPT_LINES) -> str | None:
+    """The installer's last lines of output, sandbox paths shortened."""
+    text = "\n".join(result.output.strip().splitlines()[-lines:])
+    return text.replace(str(result.environment.root), "<sandbox>") or None
+
+
 def last_words(result: RunResult) -> str:
     """The installer's last line of output, sandbox paths shortened: its own words."""
     lines = [ln.strip() for ln in (result.stderr.strip() or result.stdout.strip()).splitlines()]
@@ -145,12 +184,22 @@ class ScenarioItem(pytest.Item):
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.scenario.path, None, f"{self.scenario.name}[{self.installer.name}]"
 
-    def _row(self, **fields: Any) -> None:
-        row = {"scenario": self.scenario.name, "installer": self.installer.name, **fields}
+    def _row(self, env: Environment | None, **fields: Any) -> None:
+        row = {
+            "scenario": self.scenario.name,
+            "installer": self.installer.name,
+            "installer_version": None,
+            "python": self.runner.python(),
+            "backend": env.backend if env is not None else None,
+            "mode": MODE,
+            "reason": None,
+            "excerpt": None,
+            **fields,
+        }
         self.user_properties.append((ROW_KEY, row))
 
-    def _skip(self, reason: str) -> None:
-        self._row(skipped=reason)
+    def _skip(self, reason: str, env: Environment | None = None, **fields: Any) -> NoReturn:
+        self._row(env, skipped=reason, reason=reason, **fields)
         pytest.skip(reason)
 
     def runtest(self) -> None:
@@ -170,8 +219,7 @@ class ScenarioItem(pytest.Item):
             try:
                 env = self.runner.build(factory, scenario)
             except pytest.skip.Exception as exc:
-                self._row(skipped=str(exc.msg))
-                raise
+                self._skip(str(exc.msg))
             lib = session.libraries(installer.libraries) if installer.libraries else None
             ctx = _context(env, wheel, lib)
             command = installer.command(scenario.request, ctx)
@@ -183,6 +231,16 @@ class ScenarioItem(pytest.Item):
 
     def _judge(self, env: Environment, ctx: Context, wheel: Path, result: RunResult) -> None:
         scenario, installer = self.scenario, self.installer
+        version = self.runner.version(installer, env, ctx)
+        words = installer.usage_error(result)
+        if words is not None:
+            self._skip(
+                f"{installer.name} rejected its own command line (exit status "
+                f"{result.returncode}), so this says nothing about permissions: {words}",
+                env,
+                installer_version=version,
+                excerpt=excerpt(result),
+            )
         exp = expectation(scenario, installer, self.runner.settings.declared)
         layout = self.runner.layout(wheel)
         schemes = candidate_schemes(env, scenario, ctx)
@@ -207,6 +265,7 @@ class ScenarioItem(pytest.Item):
         )
         says = last_words(result)
         self._row(
+            env,
             outcome=landing.outcome,
             expected=exp.outcome,
             agrees=landing.outcome == exp.outcome,
@@ -217,16 +276,17 @@ class ScenarioItem(pytest.Item):
             broken=sorted(verdict.broken),
             declared=exp.declared[1] if exp.declared else None,
             says=says,
+            installer_version=version,
+            reason=verdict.reason,
+            excerpt=excerpt(result) if verdict.status == "failed" else None,
         )
         if verdict.undeclared:
             verdict_text = _placement_verdict(result, wheel, landing, schemes)
             self.detail = _explain(self, exp, landing, result, verdict_text)
-            lines = verdict.undeclared + [f"(declared) {d}" for d in verdict.declared]
+            lines = verdict.undeclared + [f"(xfail) {d}" for d in verdict.declared + verdict.known]
             raise MatrixFailure("\n".join(f"- {line}" for line in lines))
-        if verdict.declared:
-            pytest.xfail(
-                "; ".join(verdict.declared) + (f" [{installer.name} said: {says}]" if says else "")
-            )
+        if verdict.reason is not None:
+            pytest.xfail(verdict.reason + (f" [{installer.name} said: {says}]" if says else ""))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, MatrixFailure):

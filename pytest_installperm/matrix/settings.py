@@ -27,6 +27,11 @@ class Settings:
     only_matrix: bool
     report: Path | None
     markdown: Path | None
+    #: Installers named with ``--installperm-installer-optional``: a column that
+    #: skips when they cannot run, instead of a failed session.
+    optional: frozenset[str] = frozenset()
+    #: Whether the installers were named by the user (not the default, pip).
+    requested: bool = False
 
 
 def load_settings(config: pytest.Config) -> Settings:
@@ -44,5 +49,36 @@ def load_settings(config: pytest.Config) -> Settings:
                 f"installperm_divergences: unknown scenario {scenario!r} "
                 f"(for installer {installer!r})"
             )
+    optional = frozenset(options.option(config, "installperm_installer_optional") or ())
+    unknown = sorted(optional - {i.name for i in installers})
+    if unknown:
+        raise pytest.UsageError(
+            f"--installperm-installer-optional={unknown[0]!r}: no installer under test has "
+            f"that name; the installers are {', '.join(i.name for i in installers)}"
+        )
     only = config.args_source != pytest.Config.ArgsSource.ARGS
-    return Settings(installers, scenarios, opts.divergences, only, opts.report, opts.markdown)
+    return Settings(
+        installers,
+        scenarios,
+        opts.divergences,
+        only,
+        opts.report,
+        opts.markdown,
+        optional,
+        bool(opts.installers),
+    )
+
+
+def check_runnable(settings: Settings, tools: Path) -> None:
+    """UsageError for an installer asked for by name that cannot run here: a
+    typo or a missing tool must never give a green run of skips."""
+    if not settings.requested:
+        return
+    for installer in settings.installers:
+        reason = installer.missing(tools)
+        if reason is not None and installer.name not in settings.optional:
+            raise pytest.UsageError(
+                f"{reason}; an installer asked for by name must run (fix the name or "
+                f"install it), or mark it --installperm-installer-optional={installer.name} "
+                "to skip its column instead"
+            )

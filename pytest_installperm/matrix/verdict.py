@@ -111,15 +111,30 @@ def classify(
 
 @dataclass
 class CellVerdict:
-    """Problems found for one item, declared or not, and the row for reports."""
+    """Problems found for one item, and the row for reports.
+
+    Kept apart: ``declared`` (the installer chose to differ, and says so) and
+    ``known`` (a known invariant break: the installer leaves residue, writes
+    outside, or splits a wheel; a defect, if an expected one). Both are xfails.
+    """
 
     undeclared: list[str] = field(default_factory=list)
     declared: list[str] = field(default_factory=list)
+    known: list[str] = field(default_factory=list)
     broken: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
-        return "failed" if self.undeclared else "xfailed" if self.declared else "passed"
+        if self.undeclared:
+            return "failed"
+        return "xfailed" if self.declared or self.known else "passed"
+
+    @property
+    def reason(self) -> str | None:
+        """Why the cell is not ok, in words: None for a pass."""
+        if self.undeclared:
+            return "; ".join(self.undeclared)
+        return "; ".join(self.declared + self.known) or None
 
 
 def judge(
@@ -150,7 +165,7 @@ def judge(
         allowed = exp.declared is not None and exp.declared[0] in (None, actual)
         text = f"outcome {actual!r}, expected {exp.outcome!r}"
         if allowed and exp.declared is not None:
-            verdict.declared.append(f"{text}: declared divergence: {exp.declared[1]}")
+            verdict.declared.append(f"declared divergence: {text}: {exp.declared[1]}")
         else:
             verdict.undeclared.append(
                 f"{text} (a divergence from pip's rules that nothing declares)"
@@ -186,7 +201,7 @@ def judge(
         if problem is not None:
             verdict.broken.append(name)
             if reason is not None:
-                verdict.declared.append(f"invariant {name} broken: {problem}: known: {reason}")
+                verdict.known.append(f"known invariant break ({name}): {problem}: {reason}")
             else:
                 verdict.undeclared.append(f"invariant {name} broken: {problem}")
         elif reason is not None:
