@@ -151,3 +151,21 @@ def test_template_inherits_a_preset_and_placeholders_sit_inside_arguments():
     assert dict(plain.messages) == {}
     with pytest.raises(pytest.UsageError, match="unknown preset 'nope' to inherit from"):
         parse("x=nope:{python} {wheel}")
+
+
+@pytest.mark.parametrize(
+    ("spec", "outcomes"),
+    [
+        # The pip preset's scenario declaration (no rollback: residue) applies.
+        ("pipsrc=pip:{python} -m pip install {flags} {wheel}", {"xfailed": 1}),
+        # Without the preset, the same residue is an undeclared invariant break.
+        ("pipsrc={python} -m pip install {flags} {wheel}", {"failed": 1}),
+    ],
+)
+def test_a_template_inherits_the_declarations_made_for_its_preset(pytester, spec, outcomes):
+    result = pytester.runpytest(
+        "--installperm", f"--installperm-installer={spec}", "-k", "scripts-only-lock"
+    )
+    result.assert_outcomes(**outcomes)
+    if "failed" in outcomes:
+        result.stdout.fnmatch_lines(["*invariant residue broken: failed and left residue*"])
