@@ -537,7 +537,12 @@ def test_a_usage_error_is_a_skip_with_the_installers_words(pytester, spec, words
         "-rs",
     )
     result.assert_outcomes(skipped=2)
-    result.stdout.fnmatch_lines([f"SKIPPED*rejected its own command line (exit status 2)*{words}*"])
+    result.stdout.fnmatch_lines(
+        [
+            f"SKIPPED*rejected its own command line (a usage error, exit status 2, not an "
+            f"outcome): {words}*"
+        ]
+    )
     report = json.loads((pytester.path / "report.json").read_text())
     assert report["results"] == []
     assert len(report["skipped"]) == 2

@@ -235,8 +235,8 @@ class ScenarioItem(pytest.Item):
         words = installer.usage_error(result)
         if words is not None:
             self._skip(
-                f"{installer.name} rejected its own command line (exit status "
-                f"{result.returncode}), so this says nothing about permissions: {words}",
+                f"{installer.name} rejected its own command line (a usage error, exit "
+                f"status {result.returncode}, not an outcome): {words}",
                 env,
                 installer_version=version,
                 excerpt=excerpt(result),
