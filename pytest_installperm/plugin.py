@@ -17,7 +17,7 @@ __all__ = ["installperm", "installperm_fakefs", "make_wheel"]
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    from pytest_installperm.installers import hookspec
+    from pytest_installperm import hookspec
 
     pluginmanager.add_hookspecs(hookspec)
 

@@ -1,4 +1,8 @@
-"""The hook through which plugins and conftests add installer presets."""
+"""The plugin's hooks: how plugins and conftests add installer presets.
+
+Kept apart from the installers package so that registering the hook, which
+happens in every pytest session, imports none of it.
+"""
 
 from __future__ import annotations
 
