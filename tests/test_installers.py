@@ -169,3 +169,34 @@ def test_a_template_inherits_the_declarations_made_for_its_preset(pytester, spec
     result.assert_outcomes(**outcomes)
     if "failed" in outcomes:
         result.stdout.fnmatch_lines(["*invariant residue broken: failed and left residue*"])
+
+
+def test_a_distribution_adds_a_preset_through_its_entry_point(pytester):
+    """The entry point group ``pytest_installperm.installers``, as an installed
+    distribution's metadata declares it."""
+    pytester.makepyfile(
+        mytool_preset=textwrap.dedent("""
+        from pytest_installperm.installers import Command, Installer
+
+        class MyTool(Installer):
+            name = "mytool"
+
+            def command(self, request, ctx):
+                return Command(("mytool", ctx.wheel))
+        """)
+    )
+    dist = pytester.path / "mytool_preset-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mytool-preset\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[pytest_installperm.installers]\nmytool = mytool_preset:MyTool\n"
+    )
+    pytester.syspathinsert()
+    assert "mytool" in default_registry().names()
+    result = pytester.runpytest(
+        "--installperm",
+        "--installperm-installer=mytool",
+        "--collect-only",
+        "-q",
+    )
+    result.stdout.fnmatch_lines(["installperm::fallback-to-user[[]mytool]"])
