@@ -106,6 +106,18 @@ def _add_matrix_options(group: pytest.OptionGroup, parser: pytest.Parser) -> Non
         help="write the matrix as a Markdown table to PATH",
     )
     parser.addini("installperm_markdown", "default for --installperm-markdown", default="")
+    group.addoption(
+        "--installperm-python",
+        dest="installperm_python",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="base interpreter of the matrix, repeatable (default: the one running pytest, "
+        "or the base of its venv); e.g. Debian's /usr/bin/python3.11",
+    )
+    parser.addini(
+        "installperm_python", "default for --installperm-python", type="linelist", default=[]
+    )
     parser.addini(
         "installperm_scenarios", "extra scenario directories (TOML files)", type="paths", default=[]
     )
