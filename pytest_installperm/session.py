@@ -113,6 +113,8 @@ class Session:
         self._tools: Path | None = None
         self._installers = tuple(installers) if installers is not None else None
         self._libraries: dict[tuple[str, ...], Path] = {}
+        #: Program names already looked for (found and copied, or not found).
+        self._tried: set[str] = set()
 
     @property
     def root(self) -> SessionRoot:
@@ -182,37 +184,64 @@ class Session:
 
     def libraries(self, names: Sequence[str]) -> Path:
         """A readable directory for ``PYTHONPATH`` holding copies of the packages
-        ``names`` (importable here), with their bytecode: a child cannot write
-        caches into this copy."""
+        ``names`` and of everything they require (their distributions' metadata
+        says what), with their bytecode: a child cannot write caches into this
+        copy. A package is taken from here if importable, else from the
+        interpreter of the program of the same name on PATH (poetry installed
+        with pipx)."""
+        from pytest_installperm import programs
+
         key = tuple(sorted(names))
         if key not in self._libraries:
             lib = self.root.new_dir("lib-")
             for name in key:
-                spec = importlib.util.find_spec(name)
-                if spec is None or spec.origin is None:
-                    raise ModuleNotFoundError(f"library {name!r} is not importable here")
-                shutil.copytree(Path(spec.origin).parent, lib / name)
-            for path in [lib, *lib.rglob("*")]:
-                os.chmod(path, 0o755 if path.is_dir() else 0o644)
+                python = self._python_of(name)
+                facts = programs.closure(python, name, what=f"library {name!r}")
+                programs.copy_files(facts, lib)
             self._libraries[key] = lib
         return self._libraries[key]
 
-    def tools(self) -> Path:
-        """A readable directory holding the installer programs found here."""
+    def _python_of(self, name: str) -> Path:
+        from pytest_installperm import programs
+
+        if importlib.util.find_spec(name) is not None:
+            return Path(sys.executable)
+        found = shutil.which(name, path=_search_path())
+        python = programs.shebang_python(Path(found)) if found else None
+        if python is None:
+            raise ModuleNotFoundError(
+                f"library {name!r} is not importable here, and no Python program {name!r} "
+                "is on PATH to take it from"
+            )
+        return python
+
+    def tools(self, wanted: Sequence[str] = ()) -> Path:
+        """A readable directory, on every child's PATH, holding the installer
+        programs found here: every preset's self-contained programs (uv), and
+        the Python tools in ``wanted`` (poetry, pdm, ...), each made runnable by
+        a dropped uid from wherever it is installed (see :mod:`.programs`).
+        Python tools are built only when asked for: each costs a copy of its
+        distributions."""
+        from pytest_installperm import programs
+
         if self._tools is None:
             self._tools = self.root.new_dir("tools-")
-            search = os.pathsep.join(
-                [
-                    sysconfig.get_path("scripts"),
-                    os.path.dirname(sys.executable),
-                    os.environ.get("PATH", os.defpath),
-                ]
+        search = _search_path()
+        names = {p for i in self.installers() for p in i.programs} | set(wanted)
+        for name in sorted(names - self._tried):
+            found = shutil.which(name, path=search)
+            if found is None:
+                self._tried.add(name)
+                continue
+            if programs.shebang_python(Path(found)) is not None and name not in wanted:
+                continue
+            self._tried.add(name)
+            programs.make_runnable(
+                Path(found),
+                self._tools,
+                new_dir=self.root.new_dir,
+                template_of=lambda base: self.template(self.base(base), readable=True),
             )
-            for name in sorted({p for i in self.installers() for p in i.programs}):
-                found = shutil.which(name, path=search)
-                if found:
-                    _link_or_copy(Path(found), self._tools / name)
-                    os.chmod(self._tools / name, 0o755)
         return self._tools
 
     def schemes(
@@ -288,6 +317,17 @@ def _package_dir(dist: importlib.metadata.Distribution) -> Path:
             "the source tree of an editable install (direct_url.json) was found"
         )
     return found / "pip"
+
+
+def _search_path() -> str:
+    """Where installer programs are looked for: next to this interpreter, then PATH."""
+    return os.pathsep.join(
+        [
+            sysconfig.get_path("scripts"),
+            os.path.dirname(sys.executable),
+            os.environ.get("PATH", os.defpath),
+        ]
+    )
 
 
 def library_path(template: Template) -> dict[str, str]:

@@ -112,7 +112,9 @@ def test_a_conftest_adds_a_preset_that_runs_in_the_matrix(pytester):
 def test_a_preset_only_the_hook_knows_is_unknown_without_it(pytester):
     result = pytester.runpytest("--installperm", "--installperm-installer=mine")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*unknown preset 'mine'; presets are installer, pip, uv*"])
+    result.stderr.fnmatch_lines(
+        ["*unknown preset 'mine'; presets are hatch, installer, pdm, pip, pipx, poetry, uv,*"]
+    )
 
 
 def test_a_hook_registering_a_builtin_name_is_a_usage_error(pytester):

@@ -198,7 +198,10 @@ def test_templates_expand_placeholders_and_skip_what_they_cannot_say():
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("poetry", "unknown preset 'poetry'; presets are installer, pip, uv"),
+        (
+            "poetri",
+            "unknown preset 'poetri'; presets are hatch, installer, pdm, pip, pipx, poetry, uv",
+        ),
         ("mine=tool install", "has no {wheel} placeholder"),
         ("mine=tool {wheels}", "unknown placeholder {wheels}"),
         ("mine=tool --x={flags} {wheel}", "{flags} must be a whole argument"),
@@ -446,9 +449,11 @@ def test_xdist_gives_the_same_results_and_one_report(full_run, tmp_path):
 
 
 def test_unknown_preset_is_a_usage_error_listing_presets(pytester):
-    result = pytester.runpytest("--installperm", "--installperm-installer=poetry")
+    result = pytester.runpytest("--installperm", "--installperm-installer=poetri")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*unknown preset 'poetry'; presets are installer, pip, uv*"])
+    result.stderr.fnmatch_lines(
+        ["*unknown preset 'poetri'; presets are hatch, installer, pdm, pip, pipx, poetry, uv*"]
+    )
 
 
 def test_template_without_wheel_is_refused_at_startup(pytester):

@@ -10,6 +10,7 @@ errors, its documented differences from pip) are all declared here.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from pytest_installperm.run import Arg
-from pytest_installperm.scenarios import Request, Scenario
+from pytest_installperm.scenarios import InstallerExpectation, Request, Scenario
 
 if TYPE_CHECKING:
     from pytest_installperm.oracle import Expected
@@ -39,14 +40,56 @@ class Context:
     kind: str  # "system" or "venv"
     #: A readable directory holding the installer's declared ``libraries``.
     libraries: Path | None = None
+    #: The run's working directory: a tool's project directory, where the
+    #: command's ``files`` are written. What a tool writes there about the
+    #: project is not residue (the scheme directories above are).
+    work: Path = Path("/")
+    #: The environment's own schemes (``system``, ``user``): key -> directory.
+    schemes: Mapping[str, Mapping[str, Path]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Command:
-    """A command line plus environment additions (None removes a variable)."""
+    """A command line plus environment additions (None removes a variable).
+
+    ``files`` are setup files (name -> text) written into the working
+    directory before the run, such as the project file of a tool that
+    installs projects rather than wheels; they are not the run's changes.
+    """
 
     argv: tuple[Arg, ...]
     env: Mapping[str, str | None] = field(default_factory=dict)
+    files: Mapping[str, str] = field(default_factory=dict)
+
+
+def venv_scheme(venv: Path) -> dict[str, Path]:
+    """The scheme of the venv at ``venv`` (PEP 405 layout), its ``pythonX.Y``
+    found by listing ``lib`` without following links."""
+    names: list[str] = []
+    try:
+        with os.scandir(venv / "lib") as entries:
+            names = sorted(
+                e.name
+                for e in entries
+                if e.name.startswith("python") and e.is_dir(follow_symlinks=False)
+            )
+    except OSError:
+        pass
+    version = names[0] if names else "python3"
+    site = venv / "lib" / version / "site-packages"
+    return {
+        "purelib": site,
+        "platlib": site,
+        "scripts": venv / "bin",
+        "data": venv,
+        "headers": venv / "include" / "site" / version,
+    }
+
+
+def requirement_of(wheel: Path) -> str:
+    """A PEP 508 direct reference to ``wheel``: ``name @ file:///...whl``."""
+    name = wheel.name.split("-", 1)[0]
+    return f"{name} @ {wheel.resolve().as_uri()}"
 
 
 @dataclass(frozen=True)
@@ -136,6 +179,27 @@ class Installer:
     def diverges(self, scenario: Scenario, pip: Expected) -> tuple[str, str] | None:
         """A documented difference from pip here: (outcome instead, reason), or None."""
         return None
+
+    def artifact(self, result: RunResult, ctx: Context) -> str | None:
+        """Why this run's failure says nothing about the installer (a limit of
+        the test environment, such as a relocated interpreter's stale build
+        paths), or None. The matrix reports such a run as a skip with this
+        reason, never as an outcome."""
+        return None
+
+    def expect(self, scenario: Scenario, pip: Expected, ctx: Context) -> InstallerExpectation:
+        """What this installer should do in this very environment (``ctx`` says
+        which interpreter, which schemes): by default pip's outcome, unless
+        :meth:`diverges` declares otherwise. A preset overrides this for a
+        difference that depends on the interpreter (Debian's ``dist-packages``)
+        or for a known invariant break."""
+        return InstallerExpectation(diverges=self.diverges(scenario, pip))
+
+    def schemes(self, ctx: Context) -> Mapping[str, Mapping[str, Path]]:
+        """Schemes of the installer's own, besides the environment's: for a tool
+        that installs into an environment it makes (pipx's venvs), ``"own"``.
+        Asked after the run, so it may name what the run created."""
+        return {}
 
 
 def pip_flags(request: Request, ctx: Context) -> tuple[list[Arg], dict[str, str | None]]:

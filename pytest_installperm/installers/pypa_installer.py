@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from pytest_installperm import oracle
 from pytest_installperm.installers.base import Command, Context, Installer, Unsupported
 from pytest_installperm.run import Arg
-from pytest_installperm.scenarios import Request, Scenario
+from pytest_installperm.scenarios import InstallerExpectation, Request, Scenario
 
 INSTALLER_NO_USER = (
     "installer's CLI has no user scheme: it installs into the "
@@ -16,6 +17,13 @@ INSTALLER_NO_USER = (
 INSTALLER_NO_PEP668 = (
     "installer is a low-level tool and does not implement PEP 668; the "
     "EXTERNALLY-MANAGED marker is for frontends such as pip"
+)
+
+
+INSTALLER_DEBIAN_PREFIX = (
+    "installer's --prefix keeps the interpreter's default sysconfig scheme, Debian's "
+    "posix_local: PREFIX/local/lib/pythonX.Y/dist-packages and PREFIX/local/bin, where pip "
+    "26.3 maps it to posix_prefix (PREFIX/lib/pythonX.Y/site-packages, PREFIX/bin)"
 )
 
 
@@ -71,3 +79,16 @@ class InstallerCli(Installer):
             mine = oracle.Expected("error", "none", INSTALLER_NO_USER)
             reasons.append(INSTALLER_NO_USER)
         return (mine.outcome, "; ".join(reasons)) if mine.outcome != pip.outcome else None
+
+    def expect(
+        self, scenario: Scenario, pip: oracle.Expected, ctx: Context
+    ) -> InstallerExpectation:
+        """On Debian, ``--prefix`` follows the interpreter's default scheme."""
+        system = ctx.schemes.get("system", {})
+        debian = Path(system.get("purelib", "")).name == "dist-packages"
+        if scenario.request.prefix and debian:
+            return InstallerExpectation(
+                diverges=("error", INSTALLER_DEBIAN_PREFIX),
+                breaks={"one-scheme": INSTALLER_DEBIAN_PREFIX},
+            )
+        return super().expect(scenario, pip, ctx)

@@ -29,8 +29,12 @@ if TYPE_CHECKING:
 #: The built-in presets: name -> "module:attribute". Adding a preset is one
 #: module in this package and one line here.
 BUILTIN: Mapping[str, str] = {
+    "hatch": "pytest_installperm.installers.hatch:Hatch",
     "installer": "pytest_installperm.installers.pypa_installer:InstallerCli",
+    "pdm": "pytest_installperm.installers.pdm:Pdm",
     "pip": "pytest_installperm.installers.pip:Pip",
+    "pipx": "pytest_installperm.installers.pipx:Pipx",
+    "poetry": "pytest_installperm.installers.poetry:Poetry",
     "uv": "pytest_installperm.installers.uv:Uv",
 }
 ENTRY_POINT_GROUP = "pytest_installperm.installers"

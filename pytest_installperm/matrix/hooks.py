@@ -11,7 +11,7 @@ import pytest
 
 from pytest_installperm.fixtures import get_session
 from pytest_installperm.matrix.item import ROW_KEY, Runner, ScenarioItem
-from pytest_installperm.matrix.settings import check_runnable, load_settings
+from pytest_installperm.matrix.settings import check_runnable, label, load_settings
 
 
 class Matrix(pytest.Collector):
@@ -19,17 +19,20 @@ class Matrix(pytest.Collector):
 
     def collect(self) -> Iterator[ScenarioItem]:
         plugin: MatrixPlugin = self.config.pluginmanager.get_plugin(PLUGIN_NAME)  # type: ignore[assignment]
-        runner = Runner(self.config, plugin.settings)
-        for scenario in plugin.settings.scenarios:
-            for installer in plugin.settings.installers:
-                yield ScenarioItem.from_parent(
-                    self,
-                    name=f"{scenario.name}[{installer.name}]",
-                    scenario=scenario,
-                    installer=installer,
-                    runner=runner,
-                    path=scenario.path,
-                )
+        settings = plugin.settings
+        runner = Runner(self.config, settings)
+        for scenario in settings.scenarios:
+            for python in settings.pythons:
+                for installer in settings.installers:
+                    yield ScenarioItem.from_parent(
+                        self,
+                        name=f"{scenario.name}[{label(installer, python, settings.pythons)}]",
+                        scenario=scenario,
+                        installer=installer,
+                        runner=runner,
+                        path=scenario.path,
+                        python=python,
+                    )
 
 
 PLUGIN_NAME = "installperm-matrix"
@@ -41,7 +44,8 @@ class MatrixPlugin:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.settings = load_settings(config)
-        check_runnable(self.settings, get_session(config).tools())
+        wanted = [p for i in self.settings.installers for p in i.programs]
+        check_runnable(self.settings, get_session(config).tools(wanted))
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
 
     def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
@@ -88,7 +92,7 @@ class MatrixPlugin:
             return
         from pytest_installperm import report
 
-        names = [i.name for i in self.settings.installers]
+        names = self.settings.columns()
         terminalreporter.write_sep("=", "installperm matrix")
         for line in report.terminal(
             self.sorted_rows(), [s.name for s in self.settings.scenarios], names
@@ -104,7 +108,7 @@ class MatrixPlugin:
         if self.settings.report is not None:
             report.write(self.settings.report, report.to_json(rows))
         if self.settings.markdown is not None:
-            names = [i.name for i in self.settings.installers]
+            names = self.settings.columns()
             report.write(
                 self.settings.markdown,
                 report.to_markdown(rows, [s.name for s in self.settings.scenarios], names),

@@ -15,7 +15,7 @@ from pytest_installperm.environment import Environment, InstallPerm
 from pytest_installperm.fixtures import get_session
 from pytest_installperm.installers import Command, Context, Installer, Unsupported
 from pytest_installperm.interpreter import running_base
-from pytest_installperm.matrix.settings import Settings
+from pytest_installperm.matrix.settings import Settings, label
 from pytest_installperm.matrix.verdict import (
     CellExpectation,
     Landing,
@@ -23,7 +23,7 @@ from pytest_installperm.matrix.verdict import (
     expectation,
     judge,
 )
-from pytest_installperm.roles import SCRATCH
+from pytest_installperm.roles import SCRATCH, is_under
 from pytest_installperm.run import RunResult
 from pytest_installperm.scenarios import Scenario
 from pytest_installperm.schemes import rerooted
@@ -54,7 +54,7 @@ class Runner:
         self._layouts: dict[Path, WheelLayout] = {}
         self._wheel_dir: Path | None = None
         self._versions: dict[str, str] = {}
-        self._python: str | None = None
+        self._pythons: dict[Path | None, str] = {}
 
     def wheel(self, name: str, version: str, console_scripts: bool) -> Path:
         key = (name, version, console_scripts)
@@ -71,13 +71,13 @@ class Runner:
             self._layouts[wheel] = read_wheel(wheel)
         return self._layouts[wheel]
 
-    def python(self) -> str:
+    def python(self, python: Path | None = None) -> str:
         """The base interpreter the environments copy: its path and version."""
-        if self._python is None:
-            base = get_session(self.config).base(None)
+        if python not in self._pythons:
+            base = get_session(self.config).base(python)
             full = platform.python_version() if base.executable == running_base() else None
-            self._python = f"{base.executable} ({full or base.version})"
-        return self._python
+            self._pythons[python] = f"{base.executable} ({full or base.version})"
+        return self._pythons[python]
 
     def version(self, installer: Installer, env: Environment, ctx: Context) -> str | None:
         """The installer's version, asked of the installer itself after its run, in
@@ -94,7 +94,9 @@ class Runner:
             self._versions[installer.name] = found
         return self._versions[installer.name]
 
-    def build(self, factory: InstallPerm, scenario: Scenario) -> Environment:
+    def build(
+        self, factory: InstallPerm, scenario: Scenario, python: Path | None = None
+    ) -> Environment:
         spec = scenario.environment
         preinstalled = [
             self.wheel(name, version, scenario.wheel.console_scripts)
@@ -106,6 +108,7 @@ class Runner:
             "home": spec.home,
             "preinstalled": preinstalled,
             "lock_mode": spec.lock_mode,
+            "python": python,
         }
         if spec.kind == "venv":
             return factory.venv(system_site_packages=spec.system_site_packages, **common)
@@ -126,13 +129,16 @@ def _context(env: Environment | None, wheel: Path, libraries: Path | None) -> Co
         env.home,
         env.kind,
         libraries,
+        work,
+        {role: dict(env.paths(role)) for role in ("system", "user")},
     )
 
 
 def candidate_schemes(
-    env: Environment, scenario: Scenario, ctx: Context
+    env: Environment, scenario: Scenario, ctx: Context, installer: Installer
 ) -> dict[str, dict[str, Path]]:
-    """Scheme name -> scheme paths, for every place this request could land."""
+    """Scheme name -> scheme paths, for every place this request could land,
+    the installer's own schemes (``own``: pipx's venv) included."""
     request = scenario.request
     system, user = dict(env.paths("system")), dict(env.paths("user"))
     if request.root:  # --root: the schemes, below the root
@@ -142,6 +148,8 @@ def candidate_schemes(
         schemes["prefix"] = dict(env.paths("prefix", base=ctx.prefix))
     if request.target:
         schemes["target"] = dict(env.paths("target", base=ctx.target))
+    for name, scheme in installer.schemes(ctx).items():
+        schemes[name] = {k: Path(v) for k, v in scheme.items()}
     return schemes
 
 
@@ -162,34 +170,71 @@ def last_words(result: RunResult) -> str:
     return text.replace(str(result.environment.root), "<sandbox>")
 
 
-def residue_of(result: RunResult) -> list[str]:
-    """Every change outside the scratch roles, relative to the sandbox."""
+def residue_of(result: RunResult, ctx: Context) -> list[str]:
+    """Every change outside the scratch roles, a tool's settings and logs (the
+    XDG config and state directories) and the project directory (the working
+    directory, where a tool keeps its lock file; the ``--prefix``, ``--target``
+    and ``--root`` directories in it do count), relative to the sandbox."""
     env = result.environment
-    kept = [p for p in result.changes.all if env.role_of(p) not in SCRATCH]
+    schemes = (ctx.prefix, ctx.target, ctx.root)
+    state = (ctx.home / ".config", ctx.home / ".local" / "state")
+
+    def project(path: Path) -> bool:
+        if any(is_under(path, d) for d in state):
+            return True
+        return is_under(path, ctx.work) and not any(is_under(path, d) for d in schemes)
+
+    changed = [p for p in result.changes.all if env.role_of(p) not in SCRATCH]
+    left_out = [p for p in changed if project(p)]
+    # The directories made to hold what is left out (``~/.local`` for a log) go with it.
+    kept = [p for p in changed if not project(p) and not any(is_under(o, p) for o in left_out)]
     return _relative(env, kept)
+
+
+def _write_setup_files(env: Environment, files: Mapping[str, str]) -> None:
+    """Write a command's setup files into the working directory, as the user
+    would before running the tool; they are not the run's changes."""
+    if not files:
+        return
+    for name, text in sorted(files.items()):
+        path = env.sandbox.work / name
+        if path.parent != env.sandbox.work:
+            raise ValueError(f"setup file {name!r}: must be a plain file name")
+        path.write_text(text)
+        os.chmod(path, 0o644)
+    env.snapshot().update()
 
 
 class ScenarioItem(pytest.Item):
     """One scenario run by one installer."""
 
     def __init__(
-        self, *, scenario: Scenario, installer: Installer, runner: Runner, **kwargs: Any
+        self,
+        *,
+        scenario: Scenario,
+        installer: Installer,
+        runner: Runner,
+        python: Path | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.scenario = scenario
         self.installer = installer
         self.runner = runner
+        #: The base interpreter (``--installperm-python``); None: the running one.
+        self.python = python
+        self.label = label(installer, python, runner.settings.pythons)
         self.detail = ""
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.scenario.path, None, f"{self.scenario.name}[{self.installer.name}]"
+        return self.scenario.path, None, f"{self.scenario.name}[{self.label}]"
 
     def _row(self, env: Environment | None, **fields: Any) -> None:
         row = {
             "scenario": self.scenario.name,
-            "installer": self.installer.name,
+            "installer": self.label,
             "installer_version": None,
-            "python": self.runner.python(),
+            "python": self.runner.python(self.python),
             "backend": env.backend if env is not None else None,
             "mode": MODE,
             "reason": None,
@@ -205,7 +250,7 @@ class ScenarioItem(pytest.Item):
     def runtest(self) -> None:
         scenario, installer = self.scenario, self.installer
         session = get_session(self.config)
-        missing = installer.missing(session.tools())
+        missing = installer.missing(session.tools(installer.programs))
         if missing is not None:
             self._skip(missing)
         wheel = self.runner.wheel(
@@ -217,13 +262,14 @@ class ScenarioItem(pytest.Item):
         factory = InstallPerm(session)
         try:
             try:
-                env = self.runner.build(factory, scenario)
+                env = self.runner.build(factory, scenario, self.python)
             except pytest.skip.Exception as exc:
                 self._skip(str(exc.msg))
             lib = session.libraries(installer.libraries) if installer.libraries else None
             ctx = _context(env, wheel, lib)
             command = installer.command(scenario.request, ctx)
             assert isinstance(command, Command)
+            _write_setup_files(env, command.files)
             result = env.run(list(command.argv), env=command.env)
             self._judge(env, ctx, wheel, result)
         finally:
@@ -241,9 +287,12 @@ class ScenarioItem(pytest.Item):
                 installer_version=version,
                 excerpt=excerpt(result),
             )
-        exp = expectation(scenario, installer, self.runner.settings.declared)
+        artifact = installer.artifact(result, ctx) if result.returncode != 0 else None
+        if artifact is not None:
+            self._skip(artifact, env, installer_version=version, excerpt=excerpt(result))
+        exp = expectation(scenario, installer, self.runner.settings.declared, ctx)
         layout = self.runner.layout(wheel)
-        schemes = candidate_schemes(env, scenario, ctx)
+        schemes = candidate_schemes(env, scenario, ctx, installer)
         destinations = {
             name: layout.destinations(scheme).keys() for name, scheme in schemes.items()
         }
@@ -251,7 +300,7 @@ class ScenarioItem(pytest.Item):
             p for p in result.changes.created | result.changes.modified if os.path.lexists(p)
         )
         landing = classify(result.returncode, written, destinations)
-        residue = residue_of(result) if result.returncode != 0 else []
+        residue = residue_of(result, ctx) if result.returncode != 0 else []
         outside = _relative(env, result.outside)
         verdict = judge(
             exp,

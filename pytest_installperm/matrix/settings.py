@@ -3,7 +3,7 @@ read and validated once, at startup."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,17 @@ class Settings:
     optional: frozenset[str] = frozenset()
     #: Whether the installers were named by the user (not the default, pip).
     requested: bool = False
+    #: Base interpreters (``--installperm-python``); (None,): the running one.
+    pythons: tuple[Path | None, ...] = (None,)
+
+    def columns(self) -> list[str]:
+        """One column per installer, and per base interpreter when there are several."""
+        return [label(i, p, self.pythons) for p in self.pythons for i in self.installers]
+
+
+def label(installer: Installer, python: Path | None, pythons: Sequence[Path | None]) -> str:
+    """An item's installer label: ``NAME``, or ``NAME@PYTHON`` among several pythons."""
+    return installer.name if len(pythons) < 2 else f"{installer.name}@{python}"
 
 
 def load_settings(config: pytest.Config) -> Settings:
@@ -66,6 +77,7 @@ def load_settings(config: pytest.Config) -> Settings:
         opts.markdown,
         optional,
         bool(opts.installers),
+        opts.pythons or (None,),
     )
 
 

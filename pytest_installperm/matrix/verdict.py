@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_installperm import oracle
-from pytest_installperm.installers import Installer
-from pytest_installperm.scenarios import Scenario
+from pytest_installperm.installers import Context, Installer
+from pytest_installperm.scenarios import InstallerExpectation, Scenario
 
 #: Order in which a tie between schemes is broken when classifying.
-_SCHEME_ORDER = ("target", "prefix", "user", "system")
+_SCHEME_ORDER = ("own", "target", "prefix", "user", "system")
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,14 @@ class CellExpectation:
 
 
 def expectation(
-    scenario: Scenario, installer: Installer, declared: Mapping[tuple[str, str], str]
+    scenario: Scenario,
+    installer: Installer,
+    declared: Mapping[tuple[str, str], str],
+    ctx: Context | None = None,
 ) -> CellExpectation:
-    """The expected outcome: the scenario's own for this installer, else pip's."""
+    """The expected outcome: the scenario's own for this installer, else the
+    preset's for this environment (``ctx``: which interpreter, which schemes),
+    else pip's."""
     decided = oracle.decide(scenario)
     pip_outcome = scenario.outcome or decided.outcome
     pip_message = scenario.message or decided.message
@@ -63,6 +68,7 @@ def expectation(
     ini = next(
         (declared[(n, scenario.name)] for n in names if (n, scenario.name) in declared), None
     )
+    breaks = dict(own.breaks) if own is not None else {}
     outcome = own.outcome if own is not None and own.outcome else pip_outcome
     divergence: tuple[str | None, str] | None = None
     if own is not None and own.diverges is not None:
@@ -71,8 +77,14 @@ def expectation(
         divergence = (None, ini)
     elif own is None or own.outcome is None:
         pip = oracle.Expected(pip_outcome, pip_message, decided.rule)
-        divergence = installer.diverges(scenario, pip)
-    breaks = dict(own.breaks) if own is not None else {}
+        preset = (
+            installer.expect(scenario, pip, ctx)
+            if ctx is not None
+            else InstallerExpectation(diverges=installer.diverges(scenario, pip))
+        )
+        outcome = preset.outcome or outcome
+        divergence = preset.diverges
+        breaks = {**preset.breaks, **breaks}
     check = outcome == pip_outcome and divergence is None and pip_message in installer.messages
     return CellExpectation(outcome, pip_outcome, pip_message, divergence, breaks, check)
 
