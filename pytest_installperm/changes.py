@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from pytest_installperm.roles import is_under
+from pytest_installperm.roles import is_under, members
 from pytest_installperm.watch import Watcher
 
 
@@ -346,7 +346,8 @@ class Changes:
         return hash((self.created, self.modified, self.deleted))
 
     def under(self, role: str | os.PathLike[str]) -> Changes:
-        """The changes below a role's directory (or below any path given)."""
+        """The changes below a role's directory (or below any path given); for
+        ``user``, not those in the XDG directories below the user base."""
         if isinstance(role, str) and not os.path.isabs(role):
             if role not in self.roles:
                 from pytest_installperm.errors import RoleError
@@ -355,13 +356,20 @@ class Changes:
                     f"unknown role {role!r}: this environment has roles "
                     f"{', '.join(sorted(self.roles))}"
                 )
-            top = self.roles[role]
+            roles, name = self.roles, role
+
+            def inside(path: Path) -> bool:
+                return members(roles, name, path)
         else:
             top = Path(role)
+
+            def inside(path: Path) -> bool:
+                return is_under(path, top)
+
         return Changes(
-            frozenset(p for p in self.created if is_under(p, top)),
-            frozenset(p for p in self.modified if is_under(p, top)),
-            frozenset(p for p in self.deleted if is_under(p, top)),
+            frozenset(p for p in self.created if inside(p)),
+            frozenset(p for p in self.modified if inside(p)),
+            frozenset(p for p in self.deleted if inside(p)),
             self.roles,
         )
 

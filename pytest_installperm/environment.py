@@ -20,7 +20,7 @@ from pytest_installperm.locks import LockSpec
 from pytest_installperm.roles import HOME, role_of, sandbox_roles
 from pytest_installperm.run import Exit, RunResult
 from pytest_installperm.schemes import Schemes
-from pytest_installperm.world import Arg, Builder, Request, Snapshot, World
+from pytest_installperm.world import Arg, Builder, BuildRequest, SandboxState, World
 
 if TYPE_CHECKING:
     from pytest_installperm.backends.contain.limits import Limits
@@ -66,6 +66,7 @@ class Environment:
                 scripts=schemes.system["scripts"],
                 userbase=userbase,
                 venv=kind == "venv",
+                user_scripts=schemes.user["scripts"],
             )
         )
         self.allowed_roles = spec.allowed_roles()
@@ -120,7 +121,7 @@ class Environment:
         return self._real(f"env.tool({name!r})").tool(name)
 
     # -- running ---------------------------------------------------------
-    def snapshot(self) -> Snapshot:
+    def snapshot(self) -> SandboxState:
         return self.world.snapshot()
 
     def run(
@@ -228,7 +229,7 @@ class InstallPerm:
             user_site=user_site,
             externally_managed=externally_managed,
         )
-        request = Request(spec, False, False, tuple(preinstalled), python, backend, layout)
+        request = BuildRequest(spec, False, False, tuple(preinstalled), python, backend, layout)
         return self._build(request)
 
     def venv(
@@ -247,12 +248,12 @@ class InstallPerm:
         """A real venv on a relocated system interpreter, in one sandbox."""
         __tracebackhide__ = True
         spec = LockSpec.make(locked, mode=lock_mode, home=home, user_site=user_site)
-        request = Request(
+        request = BuildRequest(
             spec, True, bool(system_site_packages), tuple(preinstalled), python, backend, layout
         )
         return self._build(request)
 
-    def _build(self, request: Request) -> Environment:
+    def _build(self, request: BuildRequest) -> Environment:
         __tracebackhide__ = True
         env = self.world.build(request)
         self._envs.append(env)

@@ -24,6 +24,7 @@ SESSION_KEY = pytest.StashKey["Session"]()
 
 def get_session(config: pytest.Config) -> Session:
     """The session state, created on first use and removed at session end."""
+    from pytest_installperm.installers.registry import config_registry
     from pytest_installperm.session import Session
 
     session = config.stash.get(SESSION_KEY, None)
@@ -34,6 +35,7 @@ def get_session(config: pytest.Config) -> Session:
             uid=settings.uid,
             gid=settings.gid,
             basetemp=str(settings.basetemp) if settings.basetemp else None,
+            installers=config_registry(config).presets(),
         )
         config.stash[SESSION_KEY] = session
     return session

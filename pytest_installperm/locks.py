@@ -24,7 +24,9 @@ from pytest_installperm.roles import (
     SYSTEM_SCRIPTS,
     TMP,
     USER,
+    USER_SCRIPTS,
     WORK,
+    XDG_LAYOUT,
 )
 
 HOME_STATES = ("missing", "present", "unwritable")
@@ -130,23 +132,36 @@ class LockSpec:
             allowed.add(HOME)
             if USER not in self.locked:
                 allowed.add(USER)
+                if USER_SCRIPTS not in self.locked:
+                    allowed.add(USER_SCRIPTS)
+            allowed |= {r for r in XDG_LAYOUT if r not in self.locked}
         return frozenset(allowed)
 
     def scaffold(
-        self, system: Mapping[str, Path], *, home: Path, userbase: Path
+        self,
+        system: Mapping[str, Path],
+        *,
+        home: Path,
+        userbase: Path,
+        user_scripts: Path | None = None,
     ) -> tuple[Path, ...]:
         """The directories a sandbox is built with, before the lock, in order.
 
         The system scheme's sites, scripts and headers exist as on a real
-        system; HOME unless it is to be missing; the user base only when it is
-        locked, since a denial needs a directory to deny.
+        system; HOME unless it is to be missing; a locked directory (the user
+        base, the user scripts, an XDG directory), since a denial needs a
+        directory to deny. With the user base locked its XDG directories are
+        made too: the lock covers the user scheme, not them.
         """
         dirs = [system[k] for k in ("purelib", "platlib", "scripts", "headers")]
         if self.home != "missing":
             dirs.append(home)
             if USER in self.locked:
-                dirs.append(userbase)
-        return tuple(dirs)
+                dirs += [userbase, *(home / rel for rel in XDG_LAYOUT.values())]
+            if USER_SCRIPTS in self.locked:
+                dirs.append(user_scripts or userbase / "bin")
+            dirs += [home / rel for role, rel in XDG_LAYOUT.items() if role in self.locked]
+        return tuple(dict.fromkeys(dirs))
 
     def plan(
         self,
@@ -154,6 +169,7 @@ class LockSpec:
         root: Path,
         *,
         exists: Callable[[Path], bool] = os.path.isdir,
+        subdirs: Callable[[Path], list[Path]] | None = None,
     ) -> Plan:
         """Grant every allowed role's tree; deny the locked ones and the scaffolding.
 
@@ -165,9 +181,32 @@ class LockSpec:
         deny: list[tuple[Path, bool]] = [(root, False), (roles[STAGE], True)]
         if BASE in roles:
             deny.append((roles[BASE], True))
-        deny += [(roles[r], True) for r in LOCK_ROLES if r in self.locked and exists(roles[r])]
+        for role in LOCK_ROLES:
+            if role not in self.locked or not exists(roles[role]):
+                continue
+            if role == USER and self.mode != "readonly-fs":
+                # The user scheme, not everything below the user base: the base
+                # itself takes no new entries (lib, bin, include), and what it
+                # holds already is denied, except the XDG directories there.
+                # (A read-only mount cannot spare subdirectories: with
+                # readonly-fs the whole user base is read-only.)
+                deny.append((roles[USER], False))
+                xdg = {roles[r] for r in XDG_LAYOUT if r in roles}
+                held = (subdirs or _entries)(roles[USER])
+                deny += [(p, True) for p in held if p not in xdg]
+            else:
+                deny.append((roles[role], True))
         grant = tuple(roles[r] for r in _GRANTABLE if r in allowed and exists(roles[r]))
         return Plan(grant, tuple(deny), self.mode == "readonly-fs")
+
+
+def _entries(top: Path) -> list[Path]:
+    """The directories directly in ``top`` (ours: built before any child ran)."""
+    try:
+        with os.scandir(top) as entries:
+            return sorted(Path(e.path) for e in entries if e.is_dir(follow_symlinks=False))
+    except OSError:
+        return []
 
 
 __all__ = ["HOME_STATES", "LOCK_MODES", "LOCK_ROLES", "LockSpec", "Plan"]

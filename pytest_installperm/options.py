@@ -45,6 +45,8 @@ class Options:
     report: Path | None = None
     markdown: Path | None = None
     scenario_dirs: tuple[Path, ...] = ()
+    #: ``--installperm-python``: the matrix's base interpreters; empty: the running one.
+    pythons: tuple[Path, ...] = ()
     #: (installer, scenario) -> reason, from ``installperm_divergences``.
     divergences: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
@@ -184,6 +186,20 @@ def _divergences(config: pytest.Config) -> dict[tuple[str, str], str]:
     return found
 
 
+def _pythons(config: pytest.Config) -> tuple[Path, ...]:
+    """Base interpreters: executable files, each named once (symlinks are kept,
+    so that ``/usr/bin/python3`` stays what the user asked for)."""
+    found: list[Path] = []
+    for value in option(config, "installperm_python") or ():
+        path = _absolute(config, value)
+        if not path.is_file() or not os.access(path, os.X_OK):
+            raise _refuse(config, "installperm_python", str(value), "is not an executable file")
+        if path in found:
+            raise _refuse(config, "installperm_python", str(value), "is given twice")
+        found.append(path)
+    return tuple(found)
+
+
 def read(config: pytest.Config) -> Options:
     """Read and check every value; UsageError for the first bad one."""
     uid, gid = _identity(config)
@@ -197,6 +213,7 @@ def read(config: pytest.Config) -> Options:
         report=_output_file(config, "installperm_report"),
         markdown=_output_file(config, "installperm_markdown"),
         scenario_dirs=_scenario_dirs(config),
+        pythons=_pythons(config),
         divergences=_divergences(config),
     )
 

@@ -16,6 +16,12 @@ from pytest_installperm.fixtures import SESSION_KEY, installperm, installperm_fa
 __all__ = ["installperm", "installperm_fakefs", "make_wheel"]
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_installperm import hookspec
+
+    pluginmanager.add_hookspecs(hookspec)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("installperm", "installer permission testing")
     group.addoption(
@@ -47,7 +53,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _add_matrix_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
-    """Options of the scenario matrix (matrix.py); each has an ini mirror."""
+    """Options of the scenario matrix (matrix/); each has an ini mirror."""
     group.addoption(
         "--installperm",
         dest="installperm",
@@ -70,6 +76,22 @@ def _add_matrix_options(group: pytest.OptionGroup, parser: pytest.Parser) -> Non
         "installperm_installer", "default for --installperm-installer", type="linelist", default=[]
     )
     group.addoption(
+        "--installperm-installer-optional",
+        dest="installperm_installer_optional",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="repeatable: an installer that may be missing here; its column skips with the "
+        "reason instead of failing the session (an installer named with "
+        "--installperm-installer that cannot run is an error otherwise)",
+    )
+    parser.addini(
+        "installperm_installer_optional",
+        "default for --installperm-installer-optional",
+        type="linelist",
+        default=[],
+    )
+    group.addoption(
         "--installperm-report",
         dest="installperm_report",
         default=None,
@@ -85,6 +107,18 @@ def _add_matrix_options(group: pytest.OptionGroup, parser: pytest.Parser) -> Non
         help="write the matrix as a Markdown table to PATH",
     )
     parser.addini("installperm_markdown", "default for --installperm-markdown", default="")
+    group.addoption(
+        "--installperm-python",
+        dest="installperm_python",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="base interpreter of the matrix, repeatable (default: the one running pytest, "
+        "or the base of its venv); e.g. Debian's /usr/bin/python3.11",
+    )
+    parser.addini(
+        "installperm_python", "default for --installperm-python", type="linelist", default=[]
+    )
     parser.addini(
         "installperm_scenarios", "extra scenario directories (TOML files)", type="paths", default=[]
     )

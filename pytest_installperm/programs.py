@@ -214,14 +214,24 @@ def make_runnable(
     entry = tools / found.name
     python = shebang_python(found)
     if python is None:
-        _link_or_copy(found, entry)
-        os.chmod(entry, 0o755)
+        readable_program(found, entry)
         return entry
     program = copy_python_tool(
         found, python, new_dir(f"program-{found.name}-") / "tool", template_of
     )
     os.symlink(program.script, entry)
     return entry
+
+
+def readable_program(src: Path, dst: Path) -> None:
+    """``dst``: a program any uid can run. A hard link when ``src`` already is
+    one (never chmodded: the inode is the host's, e.g. a venv's ``bin/uv``),
+    else a copy of our own made 0755."""
+    if os.stat(src).st_mode & 0o005 == 0o005:
+        _link_or_copy(src, dst)
+        return
+    shutil.copyfile(src, dst)
+    os.chmod(dst, 0o755)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -14,7 +14,15 @@ from pathlib import Path, PurePath
 SYSTEM = "system"
 SYSTEM_SCRIPTS = "system-scripts"
 USER = "user"
+#: The user scheme's scripts directory (``~/.local/bin``): part of ``user``.
+USER_SCRIPTS = "user-scripts"
 HOME = "home"
+#: XDG base directories, where tools keep settings, data (pipx's venvs,
+#: hatch's environments) and state (logs). Inside HOME, two of them inside
+#: the user base, yet not part of the user scheme: see :data:`DETACHED`.
+XDG_CONFIG = "xdg-config"
+XDG_DATA = "xdg-data"
+XDG_STATE = "xdg-state"
 CACHE = "cache"
 TMP = "tmp"
 WORK = "work"
@@ -24,8 +32,22 @@ BASE = "base"
 
 #: Roles a test may lock. ``system`` is the environment's own scheme (the whole
 #: prefix of a system interpreter, or the venv), ``system-scripts`` only its
-#: scripts directory, ``user`` the user base, ``home`` the home directory.
-LOCK_ROLES = (HOME, SYSTEM, SYSTEM_SCRIPTS, USER)
+#: scripts directory, ``user`` the user scheme as pip defines it (its site,
+#: scripts, headers and data below the user base, not the XDG directories
+#: there), ``user-scripts`` only its scripts directory, ``home`` the home
+#: directory, ``xdg-*`` one XDG base directory.
+LOCK_ROLES = (HOME, SYSTEM, SYSTEM_SCRIPTS, USER, USER_SCRIPTS, XDG_CONFIG, XDG_DATA, XDG_STATE)
+
+#: The XDG base directories below HOME (their defaults in the XDG spec; the
+#: child's ``XDG_*_HOME`` variables name them).
+XDG_LAYOUT: Mapping[str, str] = {
+    XDG_CONFIG: ".config",
+    XDG_DATA: ".local/share",
+    XDG_STATE: ".local/state",
+}
+#: Roles whose directory lies inside another role's but that are not part of
+#: it: ``~/.local/share`` is below the user base, not in the user scheme.
+DETACHED: Mapping[str, frozenset[str]] = {USER: frozenset({XDG_DATA, XDG_STATE})}
 
 #: The directories directly below a sandbox root, by role. ``prefix`` is the
 #: system interpreter's prefix (a venv's base), ``venv`` the venv.
@@ -64,24 +86,43 @@ def role_of(roles: Mapping[str, Path], path: Path) -> str | None:
     return best[1] if best else None
 
 
+def members(roles: Mapping[str, Path], role: str, path: Path) -> bool:
+    """True when ``path`` belongs to ``role``: below its directory, and not in a
+    role that lies there without being part of it (:data:`DETACHED`)."""
+    if not is_under(path, roles[role]):
+        return False
+    return not any(is_under(path, roles[d]) for d in DETACHED.get(role, ()) if d in roles)
+
+
 def is_scratch(roles: Mapping[str, Path], path: Path) -> bool:
     """True when ``path`` lies in an installer's working directories."""
     return role_of(roles, path) in SCRATCH
 
 
 def sandbox_roles(
-    root: Path, *, prefix: Path, scripts: Path, userbase: Path, venv: bool
+    root: Path,
+    *,
+    prefix: Path,
+    scripts: Path,
+    userbase: Path,
+    venv: bool,
+    user_scripts: Path | None = None,
 ) -> dict[str, Path]:
     """Every role of an environment whose sandbox is ``root``.
 
     ``prefix`` is the environment's own prefix (the venv, for a venv),
-    ``scripts`` its scripts directory and ``userbase`` the user base.
+    ``scripts`` its scripts directory, ``userbase`` the user base and
+    ``user_scripts`` the user scheme's scripts directory (default
+    ``userbase/bin``).
     """
+    home = root / SANDBOX_LAYOUT[HOME]
     roles = {
         SYSTEM: prefix,
         SYSTEM_SCRIPTS: scripts,
         USER: userbase,
+        USER_SCRIPTS: user_scripts or userbase / "bin",
         **{name: root / SANDBOX_LAYOUT[name] for name in (HOME, CACHE, TMP, WORK, STAGE)},
+        **{name: home / rel for name, rel in XDG_LAYOUT.items()},
     }
     if venv:
         roles[BASE] = root / SANDBOX_LAYOUT["prefix"]
@@ -92,6 +133,7 @@ __all__ = [
     "ALWAYS_ALLOWED",
     "BASE",
     "CACHE",
+    "DETACHED",
     "HOME",
     "LOCK_ROLES",
     "SANDBOX_LAYOUT",
@@ -101,9 +143,15 @@ __all__ = [
     "SYSTEM_SCRIPTS",
     "TMP",
     "USER",
+    "USER_SCRIPTS",
     "WORK",
+    "XDG_CONFIG",
+    "XDG_DATA",
+    "XDG_LAYOUT",
+    "XDG_STATE",
     "is_scratch",
     "is_under",
+    "members",
     "role_of",
     "sandbox_roles",
 ]

@@ -5,7 +5,7 @@ A sandbox is a directory with one subdirectory per role::
     <root>/prefix   the fake system interpreter's prefix (a venv's base)
     <root>/venv     the venv, for ``installperm.venv()``
     <root>/home     HOME; the user base is computed from it as Python does
-    <root>/cache    XDG_CACHE_HOME and UV_CACHE_DIR, always writable
+    <root>/cache    XDG_CACHE_HOME (and installers' caches), always writable
     <root>/tmp      TMPDIR
     <root>/work     the child's working directory
     <root>/stage    read-only copies of files passed to a run as Path arguments
@@ -203,7 +203,8 @@ class Sandbox:
     ) -> dict[str, str]:
         """The constructed environment of a child: nothing from the host.
 
-        ``defaults`` are the environment's own settings (e.g. PYTHONNOUSERSITE);
+        ``defaults`` are the environment's own settings (e.g. PYTHONNOUSERSITE)
+        and the installers' isolation variables (PIP_CONFIG_FILE, UV_CACHE_DIR);
         ``extra`` is what the caller passes; a value of None removes a key.
         """
         home = str(self.home)
@@ -222,12 +223,6 @@ class Sandbox:
             "XDG_DATA_HOME": os.path.join(home, ".local", "share"),
             "XDG_STATE_HOME": os.path.join(home, ".local", "state"),
             "APPDATA": os.path.join(home, "AppData", "Roaming"),
-            "PIP_CONFIG_FILE": os.devnull,
-            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-            "PIP_NO_INPUT": "1",
-            "UV_CACHE_DIR": os.path.join(self.cache, "uv"),
-            "UV_NO_CONFIG": "1",
-            "UV_PYTHON_DOWNLOADS": "never",
         }
         env.update(defaults or {})
         for key, value in (extra or {}).items():

@@ -9,13 +9,16 @@ shared, so that building one sandbox costs milliseconds: the expensive parts
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import os
 import pwd
 import shutil
 import sys
 import sysconfig
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_installperm.backends import Backend, choose
 from pytest_installperm.errors import InterpreterError, LockUnavailable
@@ -30,8 +33,8 @@ from pytest_installperm.locks import LockSpec
 from pytest_installperm.sandbox import Sandbox, SessionRoot
 from pytest_installperm.schemes import SCHEME_KEYS, relative_layout
 
-#: Installer programs made readable to a dropped uid and put on a child's PATH.
-TOOLS = ("uv",)
+if TYPE_CHECKING:
+    from pytest_installperm.installers import Installer
 
 
 def default_uid() -> tuple[int, int]:
@@ -93,7 +96,10 @@ class Session:
         uid: int | None = None,
         gid: int | None = None,
         basetemp: str | None = None,
+        installers: Sequence[Installer] | None = None,
     ) -> None:
+        """``installers``: the presets whose programs, libraries and isolation
+        children get (default: every registered preset)."""
         self.backend_name = backend
         self.basetemp = basetemp
         default = default_uid()
@@ -107,6 +113,10 @@ class Session:
         self._schemes: dict[tuple[str, bool, bool, str], SchemeFacts] = {}
         self._pip: PipCopy | bool | None = False
         self._tools: Path | None = None
+        self._installers = tuple(installers) if installers is not None else None
+        self._libraries: dict[tuple[str, ...], Path] = {}
+        #: Program names already looked for (found and copied, or not found).
+        self._tried: set[str] = set()
 
     @property
     def root(self) -> SessionRoot:
@@ -168,21 +178,79 @@ class Session:
             _make_read_only_dirs(root)
         return PipCopy(root / "pip", root / dist_info.name)
 
-    def tools(self) -> Path:
-        """A readable directory holding the installer programs found here."""
+    def installers(self) -> tuple[Installer, ...]:
+        if self._installers is None:
+            from pytest_installperm.installers import default_registry
+
+            self._installers = tuple(default_registry().presets())
+        return self._installers
+
+    def isolation(self, sandbox: Sandbox) -> dict[str, str]:
+        """Every preset's isolation variables for a child in ``sandbox``."""
+        from pytest_installperm.installers.registry import isolation
+
+        return isolation(self.installers(), sandbox)
+
+    def libraries(self, names: Sequence[str]) -> Path:
+        """A readable directory for ``PYTHONPATH`` holding copies of the packages
+        ``names`` and of everything they require (their distributions' metadata
+        says what), with their bytecode: a child cannot write caches into this
+        copy. A package is taken from here if importable, else from the
+        interpreter of the program of the same name on PATH (poetry installed
+        with pipx)."""
+        from pytest_installperm import programs
+
+        key = tuple(sorted(names))
+        if key not in self._libraries:
+            lib = self.root.new_dir("lib-")
+            for name in key:
+                python = self._python_of(name)
+                facts = programs.closure(python, name, what=f"library {name!r}")
+                programs.copy_files(facts, lib)
+            self._libraries[key] = lib
+        return self._libraries[key]
+
+    def _python_of(self, name: str) -> Path:
+        from pytest_installperm import programs
+
+        if importlib.util.find_spec(name) is not None:
+            return Path(sys.executable)
+        found = shutil.which(name, path=_search_path())
+        python = programs.shebang_python(Path(found)) if found else None
+        if python is None:
+            raise ModuleNotFoundError(
+                f"library {name!r} is not importable here, and no Python program {name!r} "
+                "is on PATH to take it from"
+            )
+        return python
+
+    def tools(self, wanted: Sequence[str] = ()) -> Path:
+        """A readable directory, on every child's PATH, holding the installer
+        programs found here: every preset's self-contained programs (uv), and
+        the Python tools in ``wanted`` (poetry, pdm, ...), each made runnable by
+        a dropped uid from wherever it is installed (see :mod:`.programs`).
+        Python tools are built only when asked for: each costs a copy of its
+        distributions."""
+        from pytest_installperm import programs
+
         if self._tools is None:
             self._tools = self.root.new_dir("tools-")
-            search = os.pathsep.join(
-                [
-                    sysconfig.get_path("scripts"),
-                    os.path.dirname(sys.executable),
-                    os.environ.get("PATH", os.defpath),
-                ]
+        search = _search_path()
+        names = {p for i in self.installers() for p in i.programs} | set(wanted)
+        for name in sorted(names - self._tried):
+            found = shutil.which(name, path=search)
+            if found is None:
+                self._tried.add(name)
+                continue
+            if programs.shebang_python(Path(found)) is not None and name not in wanted:
+                continue
+            self._tried.add(name)
+            programs.make_runnable(
+                Path(found),
+                self._tools,
+                new_dir=self.root.new_dir,
+                template_of=lambda base: self.template(self.base(base), readable=True),
             )
-            for name in TOOLS:
-                found = shutil.which(name, path=search)
-                if found:
-                    _readable_program(Path(found), self._tools / name)
         return self._tools
 
     def schemes(
@@ -260,19 +328,20 @@ def _package_dir(dist: importlib.metadata.Distribution) -> Path:
     return found / "pip"
 
 
+def _search_path() -> str:
+    """Where installer programs are looked for: next to this interpreter, then PATH."""
+    return os.pathsep.join(
+        [
+            sysconfig.get_path("scripts"),
+            os.path.dirname(sys.executable),
+            os.environ.get("PATH", os.defpath),
+        ]
+    )
+
+
 def library_path(template: Template) -> dict[str, str]:
     """LD_LIBRARY_PATH for a shared-libpython build, whose RUNPATH may be unreadable."""
     return {"LD_LIBRARY_PATH": str(template.libdir)} if template.libdir else {}
-
-
-def _readable_program(src: Path, dst: Path) -> None:
-    """``dst``: a program any uid can run. A hard link when ``src`` already
-    is one (never chmodded: its inode is the host's), else a copy of our own."""
-    if os.stat(src).st_mode & 0o005 == 0o005:
-        _link_or_copy(src, dst)
-        return
-    shutil.copyfile(src, dst)
-    os.chmod(dst, 0o755)
 
 
 def _link_or_copy(src: Path | str, dst: Path | str) -> None:

@@ -20,7 +20,7 @@ import pytest
 
 from pytest_installperm import InstallPerm, PlacementError
 from pytest_installperm.changes import Snapshot
-from pytest_installperm.session import _readable_program
+from pytest_installperm.programs import readable_program
 
 
 def _rewrite_in_place(path: Path, data: bytes) -> None:
@@ -102,7 +102,7 @@ def test_tools_never_change_a_host_program(tmp_path: Path, mode: int) -> None:
     before = os.stat(host)
     tools = tmp_path / "tools"
     tools.mkdir()
-    _readable_program(host, tools / "uv")
+    readable_program(host, tools / "uv")
     after = os.stat(host)
     assert stat.S_IMODE(after.st_mode) == mode
     assert after.st_ctime_ns == before.st_ctime_ns or after.st_nlink == 2

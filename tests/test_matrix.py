@@ -9,8 +9,10 @@ most, or none.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -20,8 +22,10 @@ from typing import Any
 import pytest
 
 from pytest_installperm import oracle
-from pytest_installperm.installers import Context, Pip, Template, Unsupported, Uv, parse
-from pytest_installperm.matrix import Expectation, classify, expectation, judge
+from pytest_installperm.installers import Context, TemplateInstaller, Unsupported, parse
+from pytest_installperm.installers.pip import Pip
+from pytest_installperm.installers.uv import Uv
+from pytest_installperm.matrix import CellExpectation, classify, expectation, judge
 from pytest_installperm.report import FIELDS, to_json, to_markdown
 from pytest_installperm.scenarios import OUTCOMES, Request, load_all
 
@@ -47,7 +51,7 @@ def test_classify_reads_the_outcome_from_where_the_files_landed():
 
 
 def _exp(outcome="user", *, pip="user", declared=None, breaks=None, check=False):
-    return Expectation(outcome, pip, "fallback", declared, breaks or {}, check)
+    return CellExpectation(outcome, pip, "fallback", declared, breaks or {}, check)
 
 
 def _judge(exp, *, landed=("user",), returncode=0, residue=(), outside=(), output=""):
@@ -173,7 +177,7 @@ def test_presets_translate_requests_or_say_why_they_cannot():
 
 def test_templates_expand_placeholders_and_skip_what_they_cannot_say():
     mine = parse("mine={python} -m pip install {flags} --no-index {wheel}")
-    assert isinstance(mine, Template)
+    assert isinstance(mine, TemplateInstaller)
     command = mine.command(Request(prefix=True), CTX)
     assert not isinstance(command, Unsupported)
     assert [str(a) for a in command.argv] == [
@@ -194,7 +198,10 @@ def test_templates_expand_placeholders_and_skip_what_they_cannot_say():
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("poetry", "unknown preset 'poetry'; presets are installer, pip, uv"),
+        (
+            "poetri",
+            "unknown preset 'poetri'; presets are hatch, installer, pdm, pip, pipx, poetry, uv",
+        ),
         ("mine=tool install", "has no {wheel} placeholder"),
         ("mine=tool {wheels}", "unknown placeholder {wheels}"),
         ("mine=tool --x={flags} {wheel}", "{flags} must be a whole argument"),
@@ -331,6 +338,8 @@ def test_uv_fails_where_pip_falls_back_in_its_own_words(full_run):
         if ln.startswith("XFAIL") and "fallback-to-user[uv]" in ln
     ]
     assert "Permission denied (os error 13)" in line
+    assert "declared divergence: outcome 'error', expected 'user'" in line
+    assert "known invariant break" not in line
 
 
 def test_uv_agrees_with_pip_on_pep668(full_run):
@@ -357,8 +366,37 @@ def test_every_invariant_is_evaluated_for_uv_and_its_breaks_are_reported(full_ru
     assert broken == {"scripts-only-lock": ["residue"]}
     assert uv_rows["scripts-only-lock"]["verdict"] == "xfailed"
     assert "scripts-only-lock[uv]: invariants broken: residue" in full_run["proc"].stdout
+    (xfail,) = [
+        ln
+        for ln in full_run["proc"].stdout.splitlines()
+        if ln.startswith("XFAIL") and "scripts-only-lock[uv]" in ln
+    ]
+    assert "known invariant break (residue): failed and left residue" in xfail
+    assert "declared divergence" not in xfail
     assert full_run["proc"].returncode == 0, full_run["proc"].stdout[-3000:]
     assert "FAILED " not in full_run["proc"].stdout
+
+
+def test_rows_say_what_ran_where_and_why_a_cell_is_not_ok(full_run):
+    """Every row names the installer's version (asked inside the sandbox), the
+    interpreter, the backend and the mode; every non-ok cell has a reason."""
+    rows = [*full_run["report"]["results"]]
+    versions = {r["installer"]: r["installer_version"] for r in rows}
+    assert versions == {
+        "pip": importlib.metadata.version("pip"),
+        "uv": importlib.metadata.version("uv"),
+    }
+    base = Path(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))
+    for row in rows:
+        assert row["python"] == f"{base} ({platform.python_version()})"
+        assert row["backend"] in ("chmod", "privdrop", "mountns")
+        assert row["mode"] == "relocated"
+        assert (row["reason"] is None) == (row["verdict"] == "passed"), row
+        assert row["excerpt"] is None  # no failing row
+    fallback = full_run["rows"][("fallback-to-user", "uv")]
+    assert fallback["reason"].startswith("declared divergence: ")
+    for (name, installer), reason in full_run["skipped"].items():
+        assert reason, (name, installer)
 
 
 def test_report_fields_matrix_and_markdown(full_run):
@@ -411,9 +449,11 @@ def test_xdist_gives_the_same_results_and_one_report(full_run, tmp_path):
 
 
 def test_unknown_preset_is_a_usage_error_listing_presets(pytester):
-    result = pytester.runpytest("--installperm", "--installperm-installer=poetry")
+    result = pytester.runpytest("--installperm", "--installperm-installer=poetri")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*unknown preset 'poetry'; presets are installer, pip, uv*"])
+    result.stderr.fnmatch_lines(
+        ["*unknown preset 'poetri'; presets are hatch, installer, pdm, pip, pipx, poetry, uv*"]
+    )
 
 
 def test_template_without_wheel_is_refused_at_startup(pytester):
@@ -422,7 +462,24 @@ def test_template_without_wheel_is_refused_at_startup(pytester):
     result.stderr.fnmatch_lines(["*no {wheel} placeholder*"])
 
 
-def test_missing_program_skips_its_column_and_the_others_run(pytester):
+def test_a_missing_requested_installer_fails_the_session_with_the_reason(pytester):
+    """A typo (``uvv``) must not give a green run of skips."""
+    result = pytester.runpytest(
+        "--installperm", "--installperm-installer=uvv=uvv pip install {wheel}"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: installer 'uvv': program 'uvv' was not found on PATH; an installer "
+            "asked for by name must run (fix the name or install it), or mark it "
+            "--installperm-installer-optional=uvv to skip its column instead"
+        ]
+    )
+    assert "installperm matrix" not in result.stdout.str()
+
+
+def test_an_optional_missing_installer_skips_its_column_with_the_reason(pytester):
+    pytester.makeini("[pytest]\ninstallperm_installer_optional = ghost\n")
     result = pytester.runpytest(
         "--installperm",
         "--installperm-installer=uv",
@@ -432,16 +489,68 @@ def test_missing_program_skips_its_column_and_the_others_run(pytester):
         "-rs",
     )
     result.assert_outcomes(passed=1, skipped=1)
-    # The skip reason comes with pytest's summary; the matrix ends the run.
+    # The skip names the scenario file, not the plugin's own line.
+    scenario = BUILTIN["system-writable"].path
     items = 2 * len(BUILTIN)  # two installers, every built-in scenario
     result.stdout.fnmatch_lines(
         [
             f"collected {items} items / {items - 2} deselected / 2 selected",
-            "*program 'ghost-install' was not found on PATH*",
+            f"SKIPPED [[]1[]] *{scenario.name}:1: installer 'ghost': program 'ghost-install' "
+            "was not found on PATH",
             "*installperm matrix*",
             "system-writable*system ok*skip*",
         ]
     )
+
+
+def test_optional_must_name_an_installer_under_test(pytester):
+    result = pytester.runpytest(
+        "--installperm", "--installperm-installer=uv", "--installperm-installer-optional=uvv"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: --installperm-installer-optional='uvv': no installer under test has "
+            "that name; the installers are uv"
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        (
+            "badpip=pip:{python} -m pip install --no-such-option {flags} {wheel}",
+            "no such option: --no-such-option",
+        ),
+        (
+            "baduv=uv:uv pip install --no-such-option --python {python} --system {wheel}",
+            "error: unexpected argument '--no-such-option' found",
+        ),
+    ],
+)
+def test_a_usage_error_is_a_skip_with_the_installers_words(pytester, spec, words):
+    """An installer that rejects its own command line says nothing about
+    permissions: never a pass, never an xfail (``fallback-to-user`` would be an
+    expected ``error`` for uv)."""
+    result = pytester.runpytest(
+        "--installperm",
+        f"--installperm-installer={spec}",
+        "--installperm-report=report.json",
+        "-k",
+        "system-writable or fallback-to-user",
+        "-rs",
+    )
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(
+        [
+            f"SKIPPED*rejected its own command line (a usage error, exit status 2, not an "
+            f"outcome): {words}*"
+        ]
+    )
+    report = json.loads((pytester.path / "report.json").read_text())
+    assert report["results"] == []
+    assert len(report["skipped"]) == 2
 
 
 def test_malformed_scenario_in_an_extra_directory_is_a_usage_error(pytester):

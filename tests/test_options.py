@@ -69,6 +69,8 @@ def _refused(result: pytest.RunResult, line: str) -> None:
         ),
         ("installperm_scenarios = nope", "'{root}/nope' is not a directory of scenario files"),
         ("installperm = maybe", "invalid truth value 'maybe'; allowed: true or false"),
+        ("installperm_python = a-file", "'a-file' is not an executable file"),
+        ("installperm_python = out", "'out' is not an executable file"),
     ],
 )
 def test_a_bad_ini_value_is_one_line_naming_key_file_and_value(
@@ -98,6 +100,14 @@ def test_a_bad_ini_value_is_one_line_naming_key_file_and_value(
         (
             ("--installperm-basetemp", "nowhere"),
             "--installperm-basetemp: 'nowhere' is not an existing directory",
+        ),
+        (
+            ("--installperm-python", "/no/such/python3"),
+            "--installperm-python: '/no/such/python3' is not an executable file",
+        ),
+        (
+            ("--installperm-python", "/bin/sh", "--installperm-python", "/bin/sh"),
+            "--installperm-python: '/bin/sh' is given twice",
         ),
         (
             ("-o", "installperm_backend=bogus"),
@@ -213,3 +223,18 @@ def test_an_unwritable_report_directory_is_refused_at_start(unprivileged) -> Non
             ]
     """
     unprivileged.runpytest(inner).assert_outcomes(passed=1)
+
+
+def test_base_interpreters_are_kept_in_order_as_given(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        from pytest_installperm.options import check
+
+        def pytest_configure(config):
+            print("pythons", [str(p) for p in check(config).pythons])
+        """
+    )
+    result = pytester.runpytest(
+        "-s", "--installperm-python", "/bin/sh", "--installperm-python", "/bin/true", "--co"
+    )
+    result.stdout.fnmatch_lines(["pythons ['/bin/sh', '/bin/true']"])

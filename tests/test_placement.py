@@ -183,7 +183,7 @@ def test_report_pip_falls_back_uv_is_denied(pytester: pytest.Pytester) -> None:
             "*_ test_fails_changes_compared _*",
             "E*assert <Changes: * created, 0 modified, 0 deleted> == <Changes: none>",
             "E*left (+ created, ~ modified, - deleted; by role):",
-            "E*+ user: bin/demo-cli",
+            "E*+ user-scripts: demo-cli",
         ]
     )
     _no_internal_frames(result)

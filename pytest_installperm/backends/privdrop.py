@@ -40,7 +40,13 @@ class PrivdropBackend(BackendBase):
         return None
 
     def apply(self, plan: Plan) -> None:
-        give(plan.grant, plan.denied_trees(), self.uid, self.gid)
+        give(
+            plan.grant,
+            plan.denied_trees(),
+            self.uid,
+            self.gid,
+            keep=[p for p, recursive in plan.deny if not recursive],
+        )
 
     def popen_kwargs(self) -> Mapping[str, object]:
         return {"user": self.uid, "group": self.gid, "extra_groups": []}
@@ -52,11 +58,15 @@ class PrivdropBackend(BackendBase):
         return self.uid, self.gid
 
 
-def give(trees: Iterable[Path], skip: Iterable[Path], uid: int, gid: int) -> None:
-    """Chown ``trees`` (minus the ``skip`` trees) to the child's uid."""
+def give(
+    trees: Iterable[Path], skip: Iterable[Path], uid: int, gid: int, keep: Iterable[Path] = ()
+) -> None:
+    """Chown ``trees`` (minus the ``skip`` trees, and the ``keep`` directories
+    themselves, not what they hold) to the child's uid."""
     denied = frozenset(skip)
+    kept = {str(p) for p in keep}
     for top in trees:
         for path, is_dir, nlink in _walk(top, denied):
             # Hard-linked files belong to a template: never chown those.
-            if is_dir or nlink <= 1:
+            if (is_dir or nlink <= 1) and path not in kept:
                 os.lchown(path, uid, gid)

@@ -28,7 +28,7 @@ from pytest_installperm.locks import HOME_STATES, LOCK_MODES, LOCK_ROLES
 
 #: Where an install can land, or "error" when the installer refused or failed.
 OUTCOMES = ("system", "user", "prefix", "target", "error")
-#: Invariants an installer may be declared to break (see matrix.py).
+#: Invariants an installer may be declared to break (see matrix/verdict.py).
 INVARIANTS = ("outside", "residue", "one-scheme")
 #: pip's messages, as kinds; the oracle predicts one per scenario.
 MESSAGES = (
@@ -104,7 +104,7 @@ class Request:
 
     ``user`` is True for ``--user`` (or ``PIP_USER=1`` with ``user_via="env"``),
     False for ``--no-user`` and None for neither. The directory options take
-    sandbox directories that matrix.py chooses, so scenarios stay portable.
+    sandbox directories that the matrix chooses, so scenarios stay portable.
     """
 
     user: bool | None = None

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 Arg = Union[str, "os.PathLike[str]"]
 
 
-class Snapshot(Protocol):
+class SandboxState(Protocol):
     """The before-state of a sandbox; :meth:`update` diffs and advances it."""
 
     def update(self) -> Changes: ...
@@ -44,7 +44,7 @@ class Snapshot(Protocol):
 
 
 @dataclass(frozen=True)
-class Request:
+class BuildRequest:
     """What ``installperm.system()``/``venv()`` asked for, validated by the lock."""
 
     spec: LockSpec
@@ -64,7 +64,7 @@ class World(Protocol):
     #: ``env.backend``: how locks are enforced (``chmod``, ..., ``fakefs``).
     backend: str
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self) -> SandboxState:
         """The state the next run's changes are computed against."""
 
     def execute(
@@ -96,9 +96,9 @@ class World(Protocol):
 class Builder(Protocol):
     """Makes environments in one world; the factory delegates to it."""
 
-    def build(self, request: Request) -> Environment: ...
+    def build(self, request: BuildRequest) -> Environment: ...
 
     def close(self) -> None: ...
 
 
-__all__ = ["Arg", "Builder", "Request", "Snapshot", "World"]
+__all__ = ["Arg", "BuildRequest", "Builder", "SandboxState", "World"]

@@ -50,7 +50,7 @@ from pytest_installperm.roles import CACHE, STAGE, TMP, WORK
 from pytest_installperm.run import Exit
 from pytest_installperm.schemes import Schemes, relative_layout
 from pytest_installperm.wheels import install_wheel
-from pytest_installperm.world import Arg, Request
+from pytest_installperm.world import Arg, BuildRequest
 from pytest_installperm.world.calls import call_captured, describe_call
 from pytest_installperm.world.fake_traps import (
     BACKEND,
@@ -212,7 +212,7 @@ class FakeBuilder:
             fake_helpers.set_uid(uid)
             fake_helpers.set_gid(gid)
 
-    def build(self, request: Request) -> Environment:
+    def build(self, request: BuildRequest) -> Environment:
         __tracebackhide__ = True
         _refuse_subprocess_only(request)
         spec, venv = request.spec, request.venv
@@ -322,7 +322,7 @@ def _wheel_paths(paths: Mapping[str, str], headers: str | None) -> dict[str, Pat
     return {k: Path(v) for k, v in wheel_scheme(paths, headers=headers).items()}
 
 
-def _refuse_subprocess_only(request: Request) -> None:
+def _refuse_subprocess_only(request: BuildRequest) -> None:
     """Arguments of ``installperm`` that have no in-process meaning: refused, not ignored."""
     if request.python is not None:
         raise FakefsError(
@@ -364,16 +364,28 @@ def _build_tree(
     tree.file(env.python, mode=0o755)
     if world.venv:
         _write_pyvenv_cfg(tree, world, system_site_packages)
-    for directory in spec.scaffold(env.paths("system"), home=env.home, userbase=env.userbase):
+    scaffold = spec.scaffold(
+        env.paths("system"),
+        home=env.home,
+        userbase=env.userbase,
+        user_scripts=env.paths("user")["scripts"],
+    )
+    for directory in scaffold:
         tree.dir(directory)
     _lock(tree, spec, roles, env.root)
 
 
 def _lock(tree: Tree, spec: LockSpec, roles: Mapping[str, Path], root: Path) -> None:
-    plan = spec.plan(roles, root, exists=lambda p: str(p) in tree.dirs)
+    plan = spec.plan(
+        roles,
+        root,
+        exists=lambda p: str(p) in tree.dirs,
+        subdirs=lambda top: sorted(Path(d) for d in tree.dirs if Path(d).parent == top),
+    )
     denied = {str(p) for p in plan.denied_trees()}
+    kept = {str(p) for p, recursive in plan.deny if not recursive}
     for top in plan.grant:
-        chown_tree(tree.dirs[str(top)], str(top), denied)
+        chown_tree(tree.dirs[str(top)], str(top), denied, kept)
 
 
 def _write_pyvenv_cfg(tree: Tree, world: FakeWorld, system_site_packages: bool) -> None:

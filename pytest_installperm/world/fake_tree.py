@@ -153,14 +153,18 @@ def give_read_only(fs: FakeFilesystem, top: Path) -> None:
             stack.extend(obj.entries.values())
 
 
-def chown_tree(top: FakeDirectory, path: str, skip: set[str]) -> None:
-    """Give ``top`` and everything below it (minus ``skip`` trees) to the user."""
+def chown_tree(
+    top: FakeDirectory, path: str, skip: set[str], keep: frozenset[str] | set[str] = frozenset()
+) -> None:
+    """Give ``top`` and everything below it (minus ``skip`` trees, and the
+    ``keep`` directories themselves) to the user."""
     stack: list[tuple[str, FakeFile]] = [(path, top)]
     while stack:
         where, obj = stack.pop()
         if where in skip:
             continue
-        obj.st_uid, obj.st_gid = FAKE_UID, FAKE_GID
+        if where not in keep:
+            obj.st_uid, obj.st_gid = FAKE_UID, FAKE_GID
         if isinstance(obj, FakeDirectory):
             stack.extend((f"{where}/{name}", child) for name, child in obj.entries.items())
 

@@ -29,7 +29,7 @@ from pytest_installperm.run import Exit, execute
 from pytest_installperm.sandbox import Sandbox
 from pytest_installperm.schemes import SCHEME_KEYS, Schemes
 from pytest_installperm.session import PipCopy, SchemeFacts, Session, library_path
-from pytest_installperm.world import Arg, Request
+from pytest_installperm.world import Arg, BuildRequest
 
 if TYPE_CHECKING:
     from pytest_installperm.backends.contain.limits import Limits
@@ -221,7 +221,7 @@ class RealBuilder:
         self._session = session
         self._backend = backend
 
-    def build(self, request: Request) -> Environment:
+    def build(self, request: BuildRequest) -> Environment:
         __tracebackhide__ = True
         if request.layout is not None:
             raise FakefsError(
@@ -257,7 +257,7 @@ def _assemble(
     sandbox: Sandbox,
     template: Template,
     facts: SchemeFacts,
-    request: Request,
+    request: BuildRequest,
     backend: Backend,
     session: Session,
 ) -> Environment:
@@ -277,14 +277,18 @@ def _assemble(
 
     system = {k: where(facts.system[k]) for k in SCHEME_KEYS}
     user = {k: where(facts.user[k]) for k in SCHEME_KEYS}
-    for directory in spec.scaffold(system, home=sandbox.home, userbase=where(facts.userbase)):
+    scaffold = spec.scaffold(
+        system, home=sandbox.home, userbase=where(facts.userbase), user_scripts=user["scripts"]
+    )
+    for directory in scaffold:
         directory.mkdir(parents=True, exist_ok=True)
     pip = session.pip()
     if pip is not None:
         _install_pip(pip, system, python, template.base.version)
     for wheel in request.preinstalled:
         _preinstall(Path(wheel), system, python, sandbox.root)
-    defaults = library_path(template)
+    # Every registered preset's isolation, whichever installer the child runs.
+    defaults = {**session.isolation(sandbox), **library_path(template)}
     if not spec.user_site:
         defaults["PYTHONNOUSERSITE"] = "1"
     world = RealWorld(
