@@ -29,6 +29,10 @@ class BackendError(InstallPermError, RuntimeError):
     """A backend failed to start. Never turned into a pass: the test errors."""
 
 
+class CacheError(InstallPermError, OSError):
+    """The template cache directory is unusable: names the path and why."""
+
+
 class LockUnavailable(InstallPermError):
     """No backend can make the asked-for lock hold here; the fixture skips."""
 

@@ -36,9 +36,19 @@ def get_session(config: pytest.Config) -> Session:
             gid=settings.gid,
             basetemp=str(settings.basetemp) if settings.basetemp else None,
             installers=config_registry(config).presets(),
+            cache_dir=settings.cache_dir,
         )
         config.stash[SESSION_KEY] = session
     return session
+
+
+def clear_cache(config: pytest.Config) -> None:
+    """Remove the kept templates (``--installperm-clear-cache``)."""
+    from pytest_installperm.cache import TemplateCache, default_cache_dir
+
+    root = options.check(config).cache_dir or default_cache_dir()
+    if root is not None:
+        TemplateCache(root).clear()
 
 
 @pytest.fixture

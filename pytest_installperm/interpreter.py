@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_installperm.cache import identity
 from pytest_installperm.errors import InterpreterError
 
 _INSPECT = r"""
@@ -119,11 +121,27 @@ def inspect(python: str | os.PathLike[str] | None) -> BaseInterpreter:
     missing file, a non-CPython, a venv's interpreter, or a stdlib outside
     ``<prefix>/lib/pythonX.Y``.
     """
+    path = executable_of(python)
+    return from_layout(path, query_layout(path))
+
+
+def executable_of(python: str | os.PathLike[str] | None) -> Path:
+    """``python`` (default: the running base) if it is an executable file."""
     path = Path(python) if python is not None else running_base()
     if not path.exists():
         raise InterpreterError(f"base interpreter {path}: does not exist")
     if not os.access(path, os.X_OK) or path.is_dir():
         raise InterpreterError(f"base interpreter {path}: is not an executable file")
+    return path
+
+
+def layout_key(path: Path) -> dict[str, object]:
+    """What the answer of :func:`query_layout` depends on."""
+    return {"binary": identity(path), "loader": _inspect_env().get("LD_LIBRARY_PATH")}
+
+
+def query_layout(path: Path) -> dict[str, Any]:
+    """Run ``path`` once and return what it says about its layout, as JSON data."""
     try:
         out = subprocess.run(
             [str(path), "-I", "-c", _INSPECT],
@@ -146,7 +164,9 @@ def inspect(python: str | os.PathLike[str] | None) -> BaseInterpreter:
         raise InterpreterError(
             f"base interpreter {path}: is not a Python interpreter (printed {out.stdout[:200]!r})"
         ) from exc
-    return _validate(path, facts)
+    if not isinstance(facts, dict):
+        raise InterpreterError(f"base interpreter {path}: printed {out.stdout[:200]!r}")
+    return facts
 
 
 def _inspect_env() -> dict[str, str]:
@@ -159,7 +179,8 @@ def _inspect_env() -> dict[str, str]:
     return env
 
 
-def _validate(path: Path, facts: Mapping[str, object]) -> BaseInterpreter:
+def from_layout(path: Path, facts: Mapping[str, object]) -> BaseInterpreter:
+    """The base interpreter that :func:`query_layout` described, if relocatable."""
     if facts["implementation"] != "cpython":
         raise InterpreterError(
             f"base interpreter {path}: is {facts['implementation']}, only CPython can be relocated"
@@ -198,18 +219,30 @@ def _validate(path: Path, facts: Mapping[str, object]) -> BaseInterpreter:
     )
 
 
-def _link_or_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+def readable_link(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Make ``dst`` a copy of ``src`` that every uid can read.
+
+    A hard link when ``src`` is already readable by others (and on the same
+    filesystem); otherwise a copy, whose mode is ours to widen. The source's
+    own inode is never changed.
+    """
+    mode = stat.S_IMODE(os.stat(src).st_mode)
+    if mode & stat.S_IROTH:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    shutil.copy2(src, dst)
+    if not mode & stat.S_IROTH:
+        os.chmod(dst, mode | 0o444 | (0o111 if mode & stat.S_IXUSR else 0))
 
 
 def _mirror_tree(src: Path, dst: Path) -> None:
-    """Hard-link (or copy across devices) ``src`` into ``dst``; keep symlinks."""
+    """Hard-link (or copy) ``src`` into ``dst`` readably; keep symlinks."""
     # Static libraries (config-X.Y/libpythonX.Y.a, ~44 MB) serve only C builds.
     shutil.copytree(
-        src, dst, symlinks=True, copy_function=_link_or_copy, ignore=shutil.ignore_patterns("*.a")
+        src, dst, symlinks=True, copy_function=readable_link, ignore=shutil.ignore_patterns("*.a")
     )
 
 
@@ -235,27 +268,20 @@ class Template:
         """
         root.mkdir(parents=True)
         (root / "bin").mkdir()
-        binary = root / "bin" / base.binary_name
-        shutil.copy2(base.executable, binary)
-        libdir = None
+        # A copy: sandboxes hard-link it, and their locks must not reach the base's inode.
+        shutil.copy2(base.executable, root / "bin" / base.binary_name)
         if base.libpython is not None:
-            libdir = root / "lib"
-            libdir.mkdir()
-            shutil.copy2(base.libpython, libdir / base.libpython.name)
+            (root / "lib").mkdir()
+            readable_link(base.libpython, root / "lib" / base.libpython.name)
         stdlib = root / "stdlib"
         stdlib.mkdir()
-        entries: list[str] = []
-        marker = None
         for item in sorted(os.listdir(base.stdlib)):
             if item in _SKIP_STDLIB:
                 continue
             src = base.stdlib / item
             if item == "EXTERNALLY-MANAGED":
-                marker = stdlib / item
-                shutil.copy2(src, marker)
-                continue
-            entries.append(item)
-            if item == "__pycache__" and src.is_dir():
+                shutil.copy2(src, stdlib / item)
+            elif item == "__pycache__" and src.is_dir():
                 # Always a copy, never a symlink: children read this bytecode,
                 # and must not write into the base's own cache (chmod backend).
                 _mirror_tree(src, stdlib / item)
@@ -266,8 +292,24 @@ class Template:
             elif src.is_symlink():
                 os.symlink(os.readlink(src), stdlib / item)
             else:
-                _link_or_copy(src, stdlib / item)
-        return cls(base, root, binary, libdir, stdlib, tuple(entries), marker)
+                readable_link(src, stdlib / item)
+        return cls.open(base, root)
+
+    @classmethod
+    def open(cls, base: BaseInterpreter, root: Path) -> Template:
+        """The template that :meth:`build` wrote into ``root``."""
+        stdlib = root / "stdlib"
+        names = sorted(os.listdir(stdlib))
+        marker = stdlib / "EXTERNALLY-MANAGED"
+        return cls(
+            base,
+            root,
+            root / "bin" / base.binary_name,
+            root / "lib" if base.libpython is not None else None,
+            stdlib,
+            tuple(n for n in names if n != marker.name),
+            marker if marker.name in names else None,
+        )
 
     def relocate(self, prefix: Path, *, externally_managed: bool | None) -> Path:
         """Make ``prefix`` a system prefix for this interpreter; return its python.
@@ -279,7 +321,10 @@ class Template:
         bindir = prefix / "bin"
         bindir.mkdir(parents=True, exist_ok=True)
         python = bindir / self.base.binary_name
-        _link_or_copy(self.binary, python)
+        try:
+            os.link(self.binary, python)
+        except OSError:
+            shutil.copy2(self.binary, python)
         os.symlink(self.base.binary_name, bindir / "python3")
         os.symlink(self.base.binary_name, bindir / "python")
         stdlib = prefix / "lib" / f"python{version}"
@@ -295,6 +340,21 @@ class Template:
                 "(written by pytest-installperm).\n"
             )
         return python
+
+
+def template_key(base: BaseInterpreter, *, readable: bool) -> dict[str, object]:
+    """What a template of ``base`` depends on: the identity of every source."""
+    return {
+        "base": [str(base.executable), base.version, str(base.prefix)],
+        "binary": identity(base.executable),
+        "stdlib": identity(base.stdlib),
+        "stdlib_cache": identity(base.stdlib / "__pycache__")
+        if (base.stdlib / "__pycache__").is_dir()
+        else None,
+        "libpython": identity(base.libpython) if base.libpython is not None else None,
+        "readable": readable,
+        "skip": sorted(_SKIP_STDLIB),
+    }
 
 
 def create_venv(venv: Path, python: Path, version: str, *, system_site_packages: bool) -> Path:

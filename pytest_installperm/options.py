@@ -38,6 +38,10 @@ class Options:
     uid: int | None = None
     gid: int | None = None
     basetemp: Path | None = None
+    #: The plugin's cache directory (templates kept between sessions); None: the default.
+    cache_dir: Path | None = None
+    #: ``--installperm-clear-cache``: remove the kept templates first.
+    clear_cache: bool = False
     #: ``--installperm``: collect and run the scenario matrix.
     matrix: bool = False
     #: ``--installperm-installer`` specs, unparsed (the installers package parses them).
@@ -128,6 +132,11 @@ def _basetemp(config: pytest.Config) -> Path | None:
     return path
 
 
+def _cache_dir(config: pytest.Config) -> Path | None:
+    value = option(config, "installperm_cache_dir")
+    return _absolute(config, value) if value else None
+
+
 def _output_file(config: pytest.Config, name: str) -> Path | None:
     """A report path: not a directory, and its nearest existing ancestor writable.
 
@@ -208,6 +217,8 @@ def read(config: pytest.Config) -> Options:
         uid=uid,
         gid=gid,
         basetemp=_basetemp(config),
+        cache_dir=_cache_dir(config),
+        clear_cache=bool(config.getoption("installperm_clear_cache", False)),
         matrix=_matrix(config),
         installers=tuple(option(config, "installperm_installer") or ()),
         report=_output_file(config, "installperm_report"),

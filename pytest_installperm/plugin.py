@@ -49,6 +49,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="directory for session roots (default: /dev/shm if it is an exec tmpfs, else TMPDIR)",
     )
     parser.addini("installperm_basetemp", "default for --installperm-basetemp", default="")
+    group.addoption(
+        "--installperm-cache-dir",
+        dest="installperm_cache_dir",
+        default=None,
+        metavar="PATH",
+        help="the plugin's cache directory; interpreter templates are kept between sessions "
+        "in its templates/ (default: /var/cache/pytest-installperm as root, else "
+        "$XDG_CACHE_HOME/pytest-installperm)",
+    )
+    parser.addini("installperm_cache_dir", "default for --installperm-cache-dir", default="")
+    group.addoption(
+        "--installperm-clear-cache",
+        dest="installperm_clear_cache",
+        action="store_true",
+        default=False,
+        help="remove the interpreter templates kept between sessions before this one "
+        "(they are rebuilt when needed)",
+    )
     _add_matrix_options(group, parser)
 
 
@@ -147,6 +165,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "installperm: a test that runs installers against locked directories"
     )
+    clear = config.getoption("installperm_clear_cache", False) and not config.getoption("help")
+    if clear and not hasattr(config, "workerinput"):
+        from pytest_installperm.fixtures import clear_cache
+
+        clear_cache(config)  # once, by the controller: xdist workers start after it
     if _matrix_wanted(config):
         from pytest_installperm import matrix
 

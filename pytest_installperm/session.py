@@ -8,6 +8,8 @@ shared, so that building one sandbox costs milliseconds: the expensive parts
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib.metadata
 import importlib.util
 import os
@@ -15,19 +17,31 @@ import pwd
 import shutil
 import sys
 import sysconfig
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pytest_installperm.backends import Backend, choose
+from pytest_installperm.cache import (
+    TemplateCache,
+    default_cache_dir,
+    identity,
+    traversable_by_others,
+)
 from pytest_installperm.errors import InterpreterError, LockUnavailable
 from pytest_installperm.interpreter import (
     BaseInterpreter,
     Template,
     create_venv,
+    executable_of,
+    from_layout,
     inspect,
+    layout_key,
+    query_layout,
     query_schemes,
+    readable_link,
+    template_key,
 )
 from pytest_installperm.locks import LockSpec
 from pytest_installperm.sandbox import Sandbox, SessionRoot
@@ -97,11 +111,16 @@ class Session:
         gid: int | None = None,
         basetemp: str | None = None,
         installers: Sequence[Installer] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        use_cache: bool = True,
     ) -> None:
         """``installers``: the presets whose programs, libraries and isolation
         children get (default: every registered preset)."""
         self.backend_name = backend
         self.basetemp = basetemp
+        where = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        #: Templates shared across sessions; None: each session builds its own.
+        self.cache = TemplateCache(where) if where is not None and use_cache else None
         default = default_uid()
         #: No uid asked for: as root, each sandbox gets a uid of its own (uids.py).
         self.pooled = uid is None
@@ -142,19 +161,66 @@ class Session:
     def base(self, python: str | os.PathLike[str] | None) -> BaseInterpreter:
         key = str(python)
         if key not in self._bases:
-            self._bases[key] = inspect(python)
+            cache = self._cache_for(readable=False)
+            if cache is None:
+                self._bases[key] = inspect(python)
+            else:
+                path = executable_of(python)
+                facts = cache.facts(
+                    "layout",
+                    {"python": str(path), **layout_key(path), "plugin": _plugin_identity()},
+                    lambda: query_layout(path),
+                )
+                self._bases[key] = from_layout(path, facts)
         return self._bases[key]
+
+    def _cache_for(self, *, readable: bool) -> TemplateCache | None:
+        """The persistent cache, unless the uid that must read it could not reach it."""
+        if self.cache is None:
+            return None
+        root = self.cache.root
+        if readable and not traversable_by_others(root if root.exists() else root.parent):
+            return None
+        return self.cache
+
+    def _cached(
+        self, kind: str, key: dict[str, object], build: Callable[[Path], None], *, readable: bool
+    ) -> Path:
+        """A read-only tree from the persistent cache, or built in the session root.
+
+        ``readable``: another uid must read it (root's children drop to one).
+        """
+        cache = self._cache_for(readable=readable)
+        if cache is not None:
+            return cache.get(kind, {**key, "plugin": _plugin_identity()}, build)
+        tree = self.root.new_dir(f"{kind}-") / "tree"
+        build(tree)
+        if os.geteuid() != 0:
+            _make_read_only_dirs(tree)
+        return tree
 
     def template(self, base: BaseInterpreter, *, readable: bool) -> Template:
         key = (str(base.executable), readable)
         if key not in self._templates:
-            root = self.root.new_dir("python-")
-            os.rmdir(root)
-            template = Template.build(base, root, readable=readable)
-            if os.geteuid() != 0:
-                _make_read_only_dirs(root)
-            self._templates[key] = template
+            self._templates[key] = self._template(base, readable)
         return self._templates[key]
+
+    def _template(self, base: BaseInterpreter, readable: bool) -> Template:
+        def build(tree: Path) -> None:
+            Template.build(base, tree, readable=readable)
+
+        key = template_key(base, readable=readable)
+        tree = self._cached("python", key, build, readable=readable)
+        template = Template.open(base, tree)
+        # Sandboxes hard-link the binary: one copy on the session root's filesystem.
+        bindir = self.root.new_dir("bin-")
+        binary = bindir / base.binary_name
+        try:
+            os.link(template.binary, binary)
+        except OSError:
+            shutil.copy2(template.binary, binary)
+        os.chmod(bindir, 0o555)
+        return dataclasses.replace(template, binary=binary)
 
     def pip(self) -> PipCopy | None:
         """A readable, read-only copy of the running environment's pip, or None."""
@@ -169,14 +235,22 @@ class Session:
             return None
         package = _package_dir(dist)
         dist_info = Path(str(dist._path))  # type: ignore[attr-defined]
-        root = self.root.new_dir("pip-")
-        # Keep pip's bytecode: a child cannot write caches into this read-only
-        # copy, and without them every pip run recompiles pip (2 s vs 0.4 s).
-        shutil.copytree(package, root / "pip", symlinks=True, copy_function=_link_or_copy)
-        shutil.copytree(dist_info, root / dist_info.name)
-        if os.geteuid() != 0:
-            _make_read_only_dirs(root)
-        return PipCopy(root / "pip", root / dist_info.name)
+
+        def build(tree: Path) -> None:
+            # Keep pip's bytecode: a child cannot write caches into this read-only
+            # copy, and without them every pip run recompiles pip (2 s vs 0.4 s).
+            tree.mkdir()
+            shutil.copytree(package, tree / "pip", symlinks=True, copy_function=readable_link)
+            shutil.copytree(dist_info, tree / dist_info.name, copy_function=readable_link)
+
+        key: dict[str, object] = {
+            "version": dist.version,
+            "package": identity(package),
+            "init": identity(package / "__init__.py"),
+            "dist_info": identity(dist_info),
+        }
+        tree = self._cached("pip", key, build, readable=os.geteuid() == 0)
+        return PipCopy(tree / "pip", tree / dist_info.name)
 
     def installers(self) -> tuple[Installer, ...]:
         if self._installers is None:
@@ -259,9 +333,24 @@ class Session:
         """Ask a relocated copy for its schemes, once per base, kind and backend."""
         key = (str(template.root), venv, system_site_packages, backend.name)
         if key not in self._schemes:
-            self._schemes[key] = self._probe(
-                template, backend, venv=venv, system_site_packages=system_site_packages
-            )
+            cache = self._cache_for(readable=backend.needs_readable_copies)
+
+            def probe() -> dict[str, Any]:
+                facts = self._probe(
+                    template, backend, venv=venv, system_site_packages=system_site_packages
+                )
+                return dataclasses.asdict(facts)
+
+            if cache is None:
+                self._schemes[key] = SchemeFacts(**probe())
+            else:
+                what = {
+                    **template_key(template.base, readable=backend.needs_readable_copies),
+                    "kind": [venv, system_site_packages],
+                    "backend": [backend.name, *backend.owner()],
+                    "plugin": _plugin_identity(),
+                }
+                self._schemes[key] = SchemeFacts(**cache.facts("schemes", what, probe))
         return self._schemes[key]
 
     def _probe(
@@ -344,11 +433,11 @@ def library_path(template: Template) -> dict[str, str]:
     return {"LD_LIBRARY_PATH": str(template.libdir)} if template.libdir else {}
 
 
-def _link_or_copy(src: Path | str, dst: Path | str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+@functools.cache
+def _plugin_identity() -> list[object]:
+    """Part of every cache key: the modules that decide what an entry holds."""
+    here = Path(__file__).parent
+    return [identity(here / name) for name in ("cache.py", "interpreter.py", "session.py")]
 
 
 __all__ = ["SCHEME_KEYS", "PipCopy", "SchemeFacts", "Session", "default_uid"]

@@ -31,6 +31,11 @@ MEASURED = (
     "snapshot_ms_10k",
     "snapshot_ms_50k",
     "ratio_venv_over_overhead",
+    "session_setup_cold_ms",
+    "session_setup_warm_ms",
+    "session_setup_uncached_ms",
+    "import_overhead_ms",
+    "containment_ms_median",
 )
 #: Fields that are a number, or null with a reason in their ``*_detail``.
 OPTIONAL = {

@@ -1,0 +1,104 @@
+"""What a session pays before its first scenario, and what importing the plugin costs.
+
+* ``session_setup``: the first ``system()`` of a fresh ``Session`` (backend,
+  interpreter layout, templates, pip and tools, scheme probe), against an empty
+  template cache (cold), the same cache again (warm), and with no cache at all
+  (every session builds its own templates in its session root, as before the
+  cache existed), all in one run.
+* ``import_overhead``: ``python -c "import pytest"`` against ``python -c
+  "import pytest, pytest_installperm.plugin"``, interleaved, medians.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_installperm.environment import InstallPerm
+from pytest_installperm.session import Session
+
+Result = dict[str, Any]
+
+
+def first_system(cache_dir: Path | None, *, use_cache: bool = True) -> float:
+    """Seconds for the first ``system()`` of a new session; the session is removed."""
+    session = Session(cache_dir=cache_dir, use_cache=use_cache)
+    factory = InstallPerm(session)
+    try:
+        start = time.perf_counter()
+        factory.system()
+        return time.perf_counter() - start
+    finally:
+        factory.close()
+        session.close()
+
+
+def session_setup(work: Path, cold_runs: int, warm_runs: int) -> Result:
+    """Cold, warm and uncached session setup in ms (medians), side by side."""
+    cold: list[float] = []
+    warm: list[float] = []
+    uncached: list[float] = []
+    try:
+        for i in range(cold_runs):
+            # A fresh cache each time; the parent is 0711 so a dropped uid reaches it.
+            cache = Path(tempfile.mkdtemp(prefix="cache-", dir=work)) / "templates"
+            cache.parent.chmod(0o711)
+            cold.append(first_system(cache))
+            uncached.append(first_system(None, use_cache=False))
+            for _ in range(warm_runs if i == 0 else 0):
+                warm.append(first_system(cache))
+            shutil.rmtree(cache.parent, ignore_errors=True)
+    except pytest.skip.Exception as exc:
+        return {"available": False, "reason": str(getattr(exc, "msg", exc))}
+    return {
+        "available": True,
+        "cold_ms_median": _median_ms(cold),
+        "warm_ms_median": _median_ms(warm),
+        "uncached_ms_median": _median_ms(uncached),
+        "cold_ms": [round(v * 1000, 1) for v in cold],
+        "warm_ms": [round(v * 1000, 1) for v in warm],
+        "uncached_ms": [round(v * 1000, 1) for v in uncached],
+    }
+
+
+def _median_ms(values: list[float]) -> float | None:
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    mid = len(ordered) // 2
+    value = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    return round(value * 1000, 2)
+
+
+def import_overhead(runs: int) -> Result:
+    """Median ms of importing the plugin's hooks beyond pytest's own import."""
+    programs = {
+        "pytest": "import pytest",
+        "plugin": "import pytest, pytest_installperm.plugin",
+    }
+    times: dict[str, list[float]] = {name: [] for name in programs}
+    for _ in range(runs + 1):
+        for name, code in programs.items():
+            start = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=False)
+            times[name].append(time.perf_counter() - start)
+            if out.returncode != 0:
+                return {"available": False, "reason": out.stderr.decode()[-300:]}
+    # The first run of each only warms the page cache.
+    plain = statistics.median(times["pytest"][1:]) * 1000
+    plugin = statistics.median(times["plugin"][1:]) * 1000
+    return {
+        "available": True,
+        "pytest_ms_median": round(plain, 2),
+        "plugin_ms_median": round(plugin, 2),
+        "overhead_ms": round(plugin - plain, 2),
+        "runs": runs,
+    }

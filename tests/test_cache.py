@@ -1,0 +1,183 @@
+"""The persistent template cache: reused when sound, rebuilt when not, cleared on request.
+
+The cache directory of each test lives in the session root, which a dropped
+uid can traverse (pytest's own tmp_path is 0700 as root, and the engine does
+not use a cache that the child's uid could not reach).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_installperm import InstallPerm
+from pytest_installperm.cache import MANIFEST, TEMPLATES, TREE, TemplateCache
+from pytest_installperm.errors import CacheError
+from pytest_installperm.fixtures import get_session
+from pytest_installperm.session import Session
+
+
+@pytest.fixture
+def cache_dir(request: pytest.FixtureRequest) -> Path:
+    return get_session(request.config).root.new_dir("cache-") / "plugin-cache"
+
+
+def entries(root: Path) -> dict[str, int]:
+    """Entry names and their inode numbers: a rebuilt entry has a new inode."""
+    templates = root / TEMPLATES
+    return {p.name: p.stat().st_ino for p in templates.iterdir() if not p.name.startswith(".")}
+
+
+def session_python(cache_dir: Path) -> tuple[Path, str]:
+    """Build one environment in a fresh session; its template's stdlib and an import."""
+    session = Session(cache_dir=cache_dir)
+    factory = InstallPerm(session)
+    try:
+        env = factory.system(externally_managed=False)
+        result = env.run([env.python, "-c", "import json, sys; print(sys.prefix)"])
+        assert result.returncode == 0, result.stderr
+        stdlib = env.prefix / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "json"
+        return Path(os.readlink(stdlib)), result.stdout.strip()
+    finally:
+        factory.close()
+        session.close()
+
+
+def test_a_warm_session_reuses_the_cache(cache_dir: Path) -> None:
+    first, prefix = session_python(cache_dir)
+    assert cache_dir in first.parents, "the sandbox's stdlib does not come from the cache"
+    built = entries(cache_dir)
+    assert {name.split("-")[0] for name in built} >= {"python", "pip", "tools", "layout"}
+    second, _ = session_python(cache_dir)
+    assert second == first
+    assert entries(cache_dir) == built, "a warm session rebuilt or added entries"
+    assert prefix.endswith("/prefix")
+
+
+def test_a_corrupt_template_is_rebuilt(cache_dir: Path) -> None:
+    stdlib, _ = session_python(cache_dir)
+    built = entries(cache_dir)
+    python = next(name for name in built if name.startswith("python-"))
+    victim = stdlib / "decoder.py"  # json/decoder.py, needed by `import json`
+    os.chmod(victim.parent, 0o755)
+    victim.unlink()
+    again, _ = session_python(cache_dir)
+    assert again == stdlib and victim.is_file()
+    rebuilt = entries(cache_dir)
+    assert rebuilt[python] != built[python]
+    assert {k: v for k, v in rebuilt.items() if k != python} == {
+        k: v for k, v in built.items() if k != python
+    }
+
+
+def test_a_stale_key_or_a_broken_manifest_is_rebuilt(cache_dir: Path) -> None:
+    cache = TemplateCache(cache_dir)
+    calls: list[Path] = []
+
+    def build(tree: Path) -> None:
+        calls.append(tree)
+        tree.mkdir()
+        (tree / "file").write_text(str(len(calls)))
+
+    first = cache.get("demo", {"source": 1}, build)
+    assert cache.get("demo", {"source": 1}, build) == first and len(calls) == 1
+    other = cache.get("demo", {"source": 2}, build)
+    assert other != first and len(calls) == 2
+    manifest = first.parent / MANIFEST
+    os.chmod(manifest, 0o644)
+    manifest.write_text(json.dumps({"key": "garbage"}))
+    assert cache.get("demo", {"source": 1}, build) == first and len(calls) == 3
+    assert (first / "file").read_text() == "3"
+
+
+def test_concurrent_sessions_build_once(cache_dir: Path) -> None:
+    cache = TemplateCache(cache_dir)
+    calls: list[int] = []
+    found: list[Path] = []
+
+    def build(tree: Path) -> None:
+        calls.append(1)
+        time.sleep(0.2)
+        tree.mkdir()
+        (tree / "file").write_text("whole")
+
+    def worker() -> None:
+        found.append(cache.get("demo", {"source": 1}, build))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and len(set(found)) == 1
+    assert (found[0] / "file").read_text() == "whole"
+    assert not [p for p in (cache_dir / TEMPLATES).iterdir() if p.name.startswith(".build-")]
+
+
+def test_a_cache_others_can_write_is_refused(cache_dir: Path) -> None:
+    (cache_dir / TEMPLATES).mkdir(parents=True)
+    os.chmod(cache_dir / TEMPLATES, 0o777)
+    with pytest.raises(CacheError, match="is writable by others"):
+        TemplateCache(cache_dir).get("demo", {}, lambda tree: tree.mkdir())
+
+
+def test_the_clear_option_removes_the_cache(pytester: pytest.Pytester, cache_dir: Path) -> None:
+    cache = TemplateCache(cache_dir)
+    tree = cache.get("demo", {"source": 1}, lambda tree: tree.mkdir())
+    assert tree.name == TREE and tree.is_dir()
+    other = cache_dir / "releases"  # another cache of the plugin's: not ours to remove
+    other.mkdir()
+    pytester.makepyfile("def test_nothing():\n    assert True\n")
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "--installperm-clear-cache",
+        f"--installperm-cache-dir={cache_dir}",
+    )
+    result.assert_outcomes(passed=1)
+    assert not tree.exists() and other.is_dir()
+    assert entries(cache_dir) == {}
+
+
+def test_a_normal_users_cache_is_reused_and_cleared(unprivileged) -> None:
+    """As a normal user: the default cache under XDG_CACHE_HOME, sealed 0555 dirs."""
+    inner = unprivileged.runpytest(
+        """
+        import os
+        from pathlib import Path
+        from pytest_installperm import InstallPerm
+        from pytest_installperm.cache import TemplateCache, default_cache_dir
+        from pytest_installperm.session import Session
+
+        def build_once():
+            session = Session()
+            factory = InstallPerm(session)
+            try:
+                env = factory.system(externally_managed=False)
+                assert env.backend == "chmod"
+                assert env.run([env.python, "-c", "import json"]).returncode == 0
+            finally:
+                factory.close()
+                session.close()
+
+        def test_reuse():
+            assert os.geteuid() != 0
+            assert default_cache_dir() == Path(os.environ["XDG_CACHE_HOME"], "pytest-installperm")
+            root = default_cache_dir() / "templates"
+            build_once()
+            first = {p.name: p.stat().st_ino for p in root.iterdir()}
+            python = [root / n / "tree" for n in first if n.startswith("python-")]
+            assert python and not os.stat(python[0]).st_mode & 0o222
+            build_once()
+            assert {p.name: p.stat().st_ino for p in root.iterdir()} == first
+            assert TemplateCache(root.parent).clear()
+            assert [p.name for p in root.iterdir()] == [".lock"]
+        """
+    )
+    inner.assert_outcomes(passed=1)
