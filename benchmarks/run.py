@@ -437,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.tempdir = str(work)
         data = run_all(args, work, base_tmp)
         data["containment_ms_median"] = containment.extra_ms_median(10 if args.quick else 100)
+        data["workdir"] = str(work)
     finally:
         tempfile.tempdir = previous
         shutil.rmtree(work, ignore_errors=True)

@@ -5,14 +5,20 @@ the user site only for a system interpreter, PEP 668 applies only outside venvs,
 and distributions (Debian's ``posix_local`` scheme) behave differently in one.
 So we relocate the real binary instead:
 
-* a per-session *template* holds a readable copy of the binary, its shared
-  ``libpython`` if any, and the stdlib (hard links when the copy must be readable
-  by an unprivileged uid, symlinks otherwise);
-* each sandbox's prefix gets a hard link to the binary and one symlink per stdlib
-  entry, so building one costs a few milliseconds.
+* a *template* (kept between sessions, see :mod:`.cache`) holds a readable
+  copy of the binary, its shared ``libpython`` if any, and the stdlib (hard
+  links when the copy must be readable by an unprivileged uid, symlinks
+  otherwise);
+* each sandbox's prefix gets a hard link to the binary, ``lib/pythonXY.zip``
+  as a symlink to the template's stdlib, and in ``lib/pythonX.Y`` only the few
+  entries that Python and ``sysconfig`` look for there, so building one costs
+  well under a millisecond.
 
-Python finds its prefix from its executable's real location, so ``sys.prefix``,
-``sysconfig`` and ``site`` all point into the sandbox.
+Python finds its prefix from its executable's real location (the landmark
+``lib/pythonX.Y/os.py``), so ``sys.prefix``, ``sysconfig`` and ``site`` all
+point into the sandbox. ``lib/pythonXY.zip`` is on ``sys.path`` ahead of
+``lib/pythonX.Y`` whether it exists or not; a directory there imports like any
+other, so the stdlib is found through one symlink instead of one per entry.
 """
 
 from __future__ import annotations
@@ -91,6 +97,16 @@ print(json.dumps({
 #: test suite is large and never needed by an installer. ``__pycache__`` *is*
 #: mirrored: without it every child recompiles the top-level stdlib modules.
 _SKIP_STDLIB = frozenset({"site-packages", "dist-packages", "test"})
+
+
+def is_landmark(name: str) -> bool:
+    """Stdlib entries a sandbox's ``lib/pythonX.Y`` must hold itself.
+
+    ``os.py`` and ``lib-dynload`` are the prefix and exec-prefix landmarks;
+    ``config-X.Y-*`` holds the Makefile that ``sysconfig`` names, and
+    ``_sysconfigdata_*`` is what it reads.
+    """
+    return name in ("os.py", "lib-dynload") or name.startswith(("config-", "_sysconfigdata"))
 
 
 @dataclass(frozen=True)
@@ -246,6 +262,21 @@ def _mirror_tree(src: Path, dst: Path) -> None:
     )
 
 
+def _zip_directory(base: BaseInterpreter) -> Path:
+    """``lib/pythonXY.zip`` of ``base``: a directory when ``base`` is a sandbox's."""
+    return base.prefix / "lib" / f"python{base.version.replace('.', '')}.zip"
+
+
+def _stdlib_sources(base: BaseInterpreter) -> dict[str, Path]:
+    """Each stdlib entry's path, also when ``base`` was itself relocated by us
+    (its ``lib/pythonX.Y`` then holds only the landmarks)."""
+    found: dict[str, Path] = {}
+    for where in (_zip_directory(base), base.stdlib):
+        if where.is_dir():
+            found.update({n: where / n for n in os.listdir(where) if n not in _SKIP_STDLIB})
+    return found
+
+
 @dataclass(frozen=True)
 class Template:
     """A per-session, read-only copy of a base interpreter's runtime pieces."""
@@ -255,7 +286,8 @@ class Template:
     binary: Path
     libdir: Path | None
     stdlib: Path
-    stdlib_entries: tuple[str, ...]
+    #: The stdlib entries linked into each sandbox's ``lib/pythonX.Y`` (see is_landmark).
+    landmarks: tuple[str, ...]
     externally_managed: Path | None
 
     @classmethod
@@ -275,10 +307,7 @@ class Template:
             readable_link(base.libpython, root / "lib" / base.libpython.name)
         stdlib = root / "stdlib"
         stdlib.mkdir()
-        for item in sorted(os.listdir(base.stdlib)):
-            if item in _SKIP_STDLIB:
-                continue
-            src = base.stdlib / item
+        for item, src in sorted(_stdlib_sources(base).items()):
             if item == "EXTERNALLY-MANAGED":
                 shutil.copy2(src, stdlib / item)
             elif item == "__pycache__" and src.is_dir():
@@ -307,7 +336,7 @@ class Template:
             root / "bin" / base.binary_name,
             root / "lib" if base.libpython is not None else None,
             stdlib,
-            tuple(n for n in names if n != marker.name),
+            tuple(n for n in names if is_landmark(n)),
             marker if marker.name in names else None,
         )
 
@@ -327,10 +356,12 @@ class Template:
             shutil.copy2(self.binary, python)
         os.symlink(self.base.binary_name, bindir / "python3")
         os.symlink(self.base.binary_name, bindir / "python")
-        stdlib = prefix / "lib" / f"python{version}"
+        lib = prefix / "lib"
+        stdlib = lib / f"python{version}"
         stdlib.mkdir(parents=True)
+        os.symlink(self.stdlib, lib / f"python{version.replace('.', '')}.zip")
         source, target = str(self.stdlib), str(stdlib)
-        for item in self.stdlib_entries:  # the hot loop of a sandbox build: plain strings
+        for item in self.landmarks:
             os.symlink(f"{source}/{item}", f"{target}/{item}")
         if externally_managed is None and self.externally_managed is not None:
             os.symlink(self.externally_managed, stdlib / "EXTERNALLY-MANAGED")
@@ -352,6 +383,7 @@ def template_key(base: BaseInterpreter, *, readable: bool) -> dict[str, object]:
         if (base.stdlib / "__pycache__").is_dir()
         else None,
         "libpython": identity(base.libpython) if base.libpython is not None else None,
+        "zip": identity(_zip_directory(base)) if _zip_directory(base).is_dir() else None,
         "readable": readable,
         "skip": sorted(_SKIP_STDLIB),
     }

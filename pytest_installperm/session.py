@@ -81,8 +81,10 @@ class SchemeFacts:
             (self.probe_prefix, prefix),
             (self.probe_home, home),
         ):
-            if value == old or value.startswith(old + os.sep):
-                return new / os.path.relpath(value, old) if value != old else new
+            if value == old:
+                return new
+            if value.startswith(old + os.sep):
+                return new / value[len(old) + 1 :]
         return Path(value)
 
 

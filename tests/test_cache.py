@@ -42,8 +42,8 @@ def session_python(cache_dir: Path) -> tuple[Path, str]:
         env = factory.system(externally_managed=False)
         result = env.run([env.python, "-c", "import json, sys; print(sys.prefix)"])
         assert result.returncode == 0, result.stderr
-        stdlib = env.prefix / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "json"
-        return Path(os.readlink(stdlib)), result.stdout.strip()
+        stdlib = env.prefix / "lib" / f"python{sys.version_info[0]}{sys.version_info[1]}.zip"
+        return Path(os.readlink(stdlib)) / "json", result.stdout.strip()
     finally:
         factory.close()
         session.close()
