@@ -185,10 +185,11 @@ def test_hostile_wheel_stays_inside(
 def test_write_through_stdlib_wheel(
     installperm: InstallPerm, tmp_path: Path, outside: str, backend: str
 ) -> None:
-    """Data files aimed at lib/pythonX.Y/json/ would pass through the stdlib
-    symlinks into the template or the real interpreter. Under ``chmod`` as root
-    the child is uid 0 (without capabilities) and owns the real stdlib: only
-    the read-only mount namespace stands in the way."""
+    """Data files aimed at lib/pythonXY.zip/json/ would pass through the symlink
+    to the stdlib (the way the sandbox's interpreter finds it) into the template
+    or the real interpreter. Under ``chmod`` as root the child is uid 0 (without
+    capabilities) and owns the real stdlib: only the read-only mount namespace
+    stands in the way."""
     env = installperm.system(externally_managed=False, locked=(), backend=backend)
     if env.paths("system")["data"] != env.prefix:
         pytest.skip(
@@ -196,13 +197,14 @@ def test_write_through_stdlib_wheel(
             "(Debian's posix_local): .data/data cannot reach the stdlib without '..', "
             "which test_hostile_wheel_stays_inside covers"
         )
-    version = f"python{sysconfig.get_python_version()}"
+    stdlib = f"python{sysconfig.get_python_version().replace('.', '')}.zip"
+    assert (env.prefix / "lib" / stdlib / "json").is_dir()
     wheel = craft_wheel(
         tmp_path,
         "evil",
         {
             "evil/__init__.py": b"",
-            f"evil-1.0.data/data/lib/{version}/json/{outside}.py": b"raise SystemExit('pwned')\n",
+            f"evil-1.0.data/data/lib/{stdlib}/json/{outside}.py": b"raise SystemExit('pwned')\n",
         },
     )
     result = env.pip("install", "--no-index", "--no-deps", wheel)
