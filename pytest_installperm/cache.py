@@ -12,8 +12,8 @@ An entry is ``<kind>-<digest>/`` holding ``tree/`` and ``manifest.json``. The
 digest is over a *key* that names the sources' identity (paths, sizes, mtimes,
 inodes, versions), so a changed source gives a new entry. The manifest holds
 the key and a hash over every path of the tree with its type, mode, size and
-mtime; before a session uses the tree, the hash is computed again (one
-``lstat`` per path): a tree that was altered or is incomplete is rebuilt.
+mtime (bytecode: name and inode); before a session uses the tree, the hash is
+computed again: a tree that was altered or is incomplete is rebuilt.
 Builds happen under an exclusive ``flock`` into a temporary directory, then
 take the entry's name with one atomic rename (or exchange, for a rebuild), so
 a concurrent session sees a whole entry or none.
@@ -22,7 +22,6 @@ a concurrent session sees a whole entry or none.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import hashlib
 import json
@@ -82,23 +81,31 @@ def traversable_by_others(path: Path) -> bool:
 
 
 def _digest(tree: str) -> str:
-    """A hash over the type, mode, size and mtime (symlinks: target) of every path."""
+    """A hash over every path of ``tree``: type and mode, size and mtime (symlinks:
+    the target). Bytecode in ``__pycache__`` counts by name and inode only:
+    Python checks a ``.pyc`` against its source's size and mtime itself, and
+    it is half the files, so the check stays a few milliseconds."""
     lines: list[str] = []
     start = len(tree) + 1
     stack = [tree]
     while stack:
         directory = stack.pop()
+        bytecode = directory.endswith("/__pycache__")
         with os.scandir(directory) as it:
             for entry in it:
+                rel = entry.path[start:]
+                if bytecode and entry.is_file(follow_symlinks=False):
+                    lines.append(f"{rel}\0b{entry.inode()}")
+                    continue
                 st = entry.stat(follow_symlinks=False)
                 mode = st.st_mode
                 if stat.S_ISDIR(mode):
                     stack.append(entry.path)
-                    lines.append(f"{entry.path[start:]}\0d{mode:o}")
+                    lines.append(f"{rel}\0d{mode:o}")
                 elif stat.S_ISLNK(mode):
-                    lines.append(f"{entry.path[start:]}\0l{os.readlink(entry.path)}")
+                    lines.append(f"{rel}\0l{os.readlink(entry.path)}")
                 else:
-                    lines.append(f"{entry.path[start:]}\0f{mode:o} {st.st_size} {st.st_mtime_ns}")
+                    lines.append(f"{rel}\0f{mode:o} {st.st_size} {st.st_mtime_ns}")
     lines.sort()
     return f"{len(lines)}:" + hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
@@ -113,6 +120,8 @@ def _seal(tree: Path) -> None:
 
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two directory names atomically (renameat2); False where unsupported."""
+    import ctypes  # only for a rebuild; slow to import
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         renameat2 = libc.renameat2
