@@ -28,6 +28,7 @@ import json
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,9 @@ LOCK_FILE = ".lock"
 MANIFEST = "manifest.json"
 TREE = "tree"
 _BUILDING = ".build-"
+#: Entries unused for this long are removed when another one is built: each
+#: new plugin version or changed interpreter leaves its predecessor behind.
+UNUSED_SECONDS = 30 * 24 * 3600
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
@@ -177,10 +181,9 @@ class TemplateCache:
         wanted = {"format": CACHE_FORMAT, **key}
         with self._locked():
             if self.verify(entry, wanted):
+                os.utime(entry)  # used: see _sweep
                 return entry / TREE
-            for child in self.root.iterdir():
-                if child.name.startswith(_BUILDING):  # left by a killed session
-                    remove_tree(child)
+            self._sweep()
             staging = Path(tempfile.mkdtemp(prefix=_BUILDING, dir=self.root))
             try:
                 build(staging / TREE)
@@ -201,6 +204,20 @@ class TemplateCache:
                 raise
         return entry / TREE
 
+    def _sweep(self) -> None:
+        """Remove unfinished builds (a killed session's) and long-unused entries.
+
+        Called under the lock, so no build of another session is under way."""
+        unused = time.time() - UNUSED_SECONDS
+        for child in self.root.iterdir():
+            if child.name == LOCK_FILE:
+                continue
+            if child.name.startswith(_BUILDING) or child.lstat().st_mtime < unused:
+                if child.is_dir() and not child.is_symlink():
+                    remove_tree(child)
+                else:
+                    child.unlink()
+
     def facts(
         self, kind: str, key: Mapping[str, object], compute: Callable[[], dict[str, Any]]
     ) -> dict[str, Any]:
@@ -211,6 +228,7 @@ class TemplateCache:
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             stored = json.loads(path.read_text())
             if stored["key"] == wanted and isinstance(stored["value"], dict):
+                os.utime(path)  # used: see _sweep
                 return dict(stored["value"])
         value = compute()
         with self._locked():

@@ -181,3 +181,16 @@ def test_a_normal_users_cache_is_reused_and_cleared(unprivileged) -> None:
         """
     )
     inner.assert_outcomes(passed=1)
+
+
+def test_long_unused_entries_go_when_another_is_built(cache_dir: Path) -> None:
+    cache = TemplateCache(cache_dir)
+    old = cache.get("demo", {"source": 1}, lambda tree: tree.mkdir())
+    kept = cache.get("demo", {"source": 2}, lambda tree: tree.mkdir())
+    month_ago = time.time() - 40 * 24 * 3600
+    os.utime(old.parent, (month_ago, month_ago))
+    os.utime(kept.parent, (month_ago, month_ago))
+    assert cache.get("demo", {"source": 2}, lambda tree: tree.mkdir()) == kept  # used again
+    assert old.parent.exists(), "a warm use removed something"
+    cache.get("demo", {"source": 3}, lambda tree: tree.mkdir())
+    assert not old.parent.exists() and kept.parent.exists()
