@@ -53,7 +53,7 @@ def test_a_warm_session_reuses_the_cache(cache_dir: Path) -> None:
     first, prefix = session_python(cache_dir)
     assert cache_dir in first.parents, "the sandbox's stdlib does not come from the cache"
     built = entries(cache_dir)
-    assert {name.split("-")[0] for name in built} >= {"python", "pip", "tools", "layout"}
+    assert {name.split("-")[0] for name in built} >= {"python", "pip", "layout", "schemes"}
     second, _ = session_python(cache_dir)
     assert second == first
     assert entries(cache_dir) == built, "a warm session rebuilt or added entries"
