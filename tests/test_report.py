@@ -311,3 +311,42 @@ def test_write_all_names_the_report_and_path_and_writes_the_others(tmp_path: Pat
 def test_totals_line_for_no_results_and_all_ok(rows: list[dict[str, Any]]) -> None:
     line = next(x for x in terminal(rows, ["fallback"], ["pip"]) if x.startswith("totals: "))
     assert line == ("totals: no results" if not rows else "totals: 1 cell: 1 ok")
+
+
+def test_a_report_that_cannot_be_written_fails_after_the_matrix(pytester: pytest.Pytester) -> None:
+    """The table is printed, then one line per report naming it and the path; the
+    other report is still written and the exit status is not 0."""
+    out = pytester.mkdir("out")
+    pytester.makepyfile(
+        test_block=f"""
+        import os
+
+        def test_turn_the_report_directory_into_a_file():
+            os.rmdir({str(out)!r})
+            open({str(out)!r}, "w").close()
+        """
+    )
+    result = pytester.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "--installperm",
+        "--installperm-installer=pip",
+        "-k",
+        "fallback-to-user or test_turn",
+        f"--installperm-report={out}/report.json",
+        "--installperm-markdown=summary.md",
+        "test_block.py",
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    lines = result.outlines
+    table = next(i for i, line in enumerate(lines) if line.startswith("fallback-to-user "))
+    assert lines[table].split() == ["fallback-to-user", "user", "ok"]
+    error = lines.index(
+        f"ERROR: installperm: cannot write the JSON report to {out}/report.json: "
+        f"{out} is not a directory"
+    )
+    assert error > table
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    summary = (pytester.path / "summary.md").read_text()
+    assert summary.startswith("## installperm matrix\n")
+    assert "| `fallback-to-user` | user ok |" in summary

@@ -3,6 +3,7 @@ gathering their rows (from xdist workers too), and the summary and reports."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ class MatrixPlugin:
         wanted = [p for i in self.settings.installers for p in i.programs]
         check_runnable(self.settings, get_session(config).tools(wanted))
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
+        #: One line per report that could not be written, shown after the table.
+        self.report_errors: list[str] = []
 
     def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
         """Without explicit paths, ``--installperm`` runs the matrix only."""
@@ -98,21 +101,34 @@ class MatrixPlugin:
             self.sorted_rows(), [s.name for s in self.settings.scenarios], names
         ):
             terminalreporter.write_line(line)
+        for line in self.report_errors:
+            terminalreporter.write_line(f"ERROR: {line}", red=True)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Write the reports. One that cannot be written is an error, shown
+        after the table (the terminal summary comes later) and in the exit
+        status; it never costs the table or the other report."""
         if hasattr(self.config, "workerinput"):
             return
         from pytest_installperm import report
 
         rows = self.sorted_rows()
+        wanted = []
         if self.settings.report is not None:
-            report.write(self.settings.report, report.to_json(rows))
+            wanted.append(("JSON report", self.settings.report, report.to_json(rows)))
         if self.settings.markdown is not None:
             names = self.settings.columns()
-            report.write(
-                self.settings.markdown,
-                report.to_markdown(rows, [s.name for s in self.settings.scenarios], names),
-            )
+            scenarios = [s.name for s in self.settings.scenarios]
+            text = report.to_markdown(rows, scenarios, names)
+            wanted.append(("Markdown summary", self.settings.markdown, text))
+        self.report_errors = report.write_all(wanted)
+        if not self.report_errors:
+            return
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+        if self.config.pluginmanager.get_plugin("terminalreporter") is None:
+            for line in self.report_errors:
+                print(f"ERROR: {line}", file=sys.stderr)
 
     def sorted_rows(self) -> list[dict[str, Any]]:
         return [self.rows[k] for k in sorted(self.rows)]
