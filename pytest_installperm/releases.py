@@ -298,30 +298,39 @@ class Code:
         )
 
 
-def provide(origin: Origin, dest: Path, *, cache: Path | None = None) -> Code:
-    """Fetch or find ``origin``'s code and copy it into ``dest`` (a new directory)."""
+def locate(origin: Origin, *, cache: Path | None = None) -> tuple[str, Path]:
+    """What ``origin`` is and where: ``("wheel", path)``, ``("tree", directory
+    holding the package)`` or ``("program", path)``; a release is fetched (or
+    its cached wheel verified). ReleaseError if it is none of these."""
     if origin.version is not None:
-        release = fetch(origin.name, origin.version, cache=cache)
-        return _from_wheel(origin, release.wheel, dest)
+        return "wheel", fetch(origin.name, origin.version, cache=cache).wheel
     assert origin.path is not None
     path = origin.path
     if path.is_file() and path.suffix == ".whl":
-        return _from_wheel(origin, path, dest)
-    if path.is_file() and os.access(path, os.X_OK):
-        return _from_program(origin, path, dest)
+        return "wheel", path
+    if _is_program(path):
+        return "program", path
     if path.is_dir():
         lib = _find_package(origin.name, path)
         if lib is not None:
-            return _from_tree(origin, lib, dest)
-        program = next(
-            (p for p in (path / origin.name, path / "bin" / origin.name) if _is_program(p)), None
-        )
-        if program is not None:
-            return _from_program(origin, program, dest)
+            return "tree", lib
+        for program in (path / origin.name, path / "bin" / origin.name):
+            if _is_program(program):
+                return "program", program
     raise ReleaseError(
         f"{origin.describe()}: {path} is not an installer: "
         + ("it does not exist" if not path.exists() else _not_found(origin.name, path))
     )
+
+
+def provide(origin: Origin, dest: Path, *, cache: Path | None = None) -> Code:
+    """Fetch or find ``origin``'s code and copy it into ``dest`` (a new directory)."""
+    kind, path = locate(origin, cache=cache)
+    if kind == "wheel":
+        return _from_wheel(origin, path, dest)
+    if kind == "program":
+        return _from_program(origin, path, dest)
+    return _from_tree(origin, path, dest)
 
 
 def _not_found(name: str, path: Path) -> str:
@@ -478,6 +487,7 @@ __all__ = [
     "cache_dir",
     "fetch",
     "installed_location",
+    "locate",
     "parse_origin",
     "provide",
     "sha256_of",

@@ -49,6 +49,7 @@ from pytest_installperm.schemes import SCHEME_KEYS, relative_layout
 
 if TYPE_CHECKING:
     from pytest_installperm.installers import Installer
+    from pytest_installperm.releases import Code, Origin
 
 
 def default_uid() -> tuple[int, int]:
@@ -138,6 +139,7 @@ class Session:
         self._libraries: dict[tuple[str, ...], Path] = {}
         #: Program names already looked for (found and copied, or not found).
         self._tried: set[str] = set()
+        self._releases: dict[Origin, Code] = {}
 
     @property
     def root(self) -> SessionRoot:
@@ -285,6 +287,15 @@ class Session:
                 programs.copy_files(facts, lib)
             self._libraries[key] = lib
         return self._libraries[key]
+
+    def release(self, origin: Origin) -> Code:
+        """A readable copy of a versioned installer's code (``NAME==X``,
+        ``NAME@PATH``), made once per session from the verified release."""
+        if origin not in self._releases:
+            from pytest_installperm.releases import provide
+
+            self._releases[origin] = provide(origin, self.root.new_dir("release-"))
+        return self._releases[origin]
 
     def _python_of(self, name: str) -> Path:
         from pytest_installperm import programs

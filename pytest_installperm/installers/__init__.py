@@ -27,9 +27,12 @@ from pytest_installperm.installers.template import (
 
 
 def parse(spec: str, registry: Registry | None = None) -> Installer:
-    """``NAME`` (a preset), ``NAME=TEMPLATE`` or ``NAME=PRESET:TEMPLATE``;
-    pytest.UsageError otherwise."""
+    """``NAME`` (a preset), ``NAME==VERSION``, ``NAME@PATH``, ``NAME=TEMPLATE`` or
+    ``NAME=PRESET:TEMPLATE``; pytest.UsageError otherwise."""
     presets = registry if registry is not None else default_registry()
+    versioned = _versioned(spec, presets)
+    if versioned is not None:
+        return versioned
     name, sep, template = spec.partition("=")
     name = name.strip()
     if not sep:
@@ -56,6 +59,31 @@ def parse(spec: str, registry: Registry | None = None) -> Installer:
         template = template[inherits.end() :]
     check_template(spec, template)
     return TemplateInstaller(name, template, base)
+
+
+def _versioned(spec: str, presets: Registry) -> Installer | None:
+    """A preset at a release (``pip==24.0``) or from a path (``uv@/opt/uv``), or None.
+
+    The release is fetched (or its cached copy verified) and the path checked
+    now, so that an installer that cannot be had fails the session at once.
+    """
+    from pytest_installperm import releases
+
+    try:
+        origin = releases.parse_origin(spec)
+        if origin is None:
+            return None
+        if origin.name not in presets:
+            raise releases.ReleaseError(
+                f"unknown preset {origin.name!r}; presets are {', '.join(presets.names())}"
+            )
+        releases.locate(origin)
+    except releases.ReleaseError as exc:
+        raise pytest.UsageError(f"--installperm-installer={spec!r}: {exc}") from None
+    installer = presets.make(origin.name)
+    installer.name = origin.describe()
+    installer.origin = origin
+    return installer
 
 
 def parse_all(specs: Sequence[str], registry: Registry | None = None) -> list[Installer]:

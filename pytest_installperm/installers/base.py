@@ -23,6 +23,7 @@ from pytest_installperm.scenarios import InstallerExpectation, Request, Scenario
 
 if TYPE_CHECKING:
     from pytest_installperm.oracle import Expected
+    from pytest_installperm.releases import Origin
     from pytest_installperm.run import RunResult
     from pytest_installperm.sandbox import Sandbox
 
@@ -38,7 +39,8 @@ class Context:
     root: Path
     home: Path
     kind: str  # "system" or "venv"
-    #: A readable directory holding the installer's declared ``libraries``.
+    #: A readable directory holding the installer's declared ``libraries``, or
+    #: the package of a versioned installer (``NAME==X``, ``NAME@PATH``).
     libraries: Path | None = None
     #: The run's working directory: a tool's project directory, where the
     #: command's ``files`` are written. What a tool writes there about the
@@ -46,6 +48,8 @@ class Context:
     work: Path = Path("/")
     #: The environment's own schemes (``system``, ``user``): key -> directory.
     schemes: Mapping[str, Mapping[str, Path]] = field(default_factory=dict)
+    #: A readable directory holding a versioned installer's own programs.
+    programs: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,9 @@ class Installer:
     libraries: tuple[str, ...] = ()
     #: Message kind -> regex the installer's output must contain (pip's words).
     messages: Mapping[str, str] = MappingProxyType({})
+    #: Where a versioned installer's code comes from (``NAME==X``, ``NAME@PATH``);
+    #: None for the one installed with the plugin.
+    origin: Origin | None = None
 
     def __init_subclass__(cls) -> None:
         super().__init_subclass__()
@@ -135,8 +142,11 @@ class Installer:
     def missing(self, tools: Path) -> str | None:
         """Why this installer cannot run here at all, or None.
 
-        ``tools`` is the session's directory of readable program copies.
+        ``tools`` is the session's directory of readable program copies. A
+        versioned installer brings its own code (releases.py checks it).
         """
+        if self.origin is not None:
+            return None
         for program in self.programs:
             if not (tools / program).exists():
                 return (
@@ -150,6 +160,10 @@ class Installer:
 
     def command(self, request: Request, ctx: Context) -> Command | Unsupported:
         raise NotImplementedError
+
+    def messages_for(self, version: str | None) -> Mapping[str, str]:
+        """:attr:`messages` in the words of ``version`` (None: unknown)."""
+        return self.messages
 
     def version_command(self, ctx: Context) -> Command | None:
         """A command that prints this installer's version, run after the install
@@ -200,6 +214,18 @@ class Installer:
         that installs into an environment it makes (pipx's venvs), ``"own"``.
         Asked after the run, so it may name what the run created."""
         return {}
+
+
+def program(ctx: Context, name: str) -> Arg:
+    """A versioned installer's own copy of program ``name``, else ``name`` (on PATH)."""
+    if ctx.programs is not None and (ctx.programs / name).exists():
+        return ctx.programs / name
+    return name
+
+
+def library_path(ctx: Context) -> dict[str, str | None]:
+    """``PYTHONPATH`` for the installer's readable library copy, if it has one."""
+    return {"PYTHONPATH": str(ctx.libraries)} if ctx.libraries is not None else {}
 
 
 def pip_flags(request: Request, ctx: Context) -> tuple[list[Arg], dict[str, str | None]]:

@@ -9,7 +9,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from pytest_installperm.installers.base import Command, Context, Installer, Unsupported, pip_flags
+from pytest_installperm import oracle
+from pytest_installperm.installers.base import (
+    Command,
+    Context,
+    Installer,
+    Unsupported,
+    library_path,
+    pip_flags,
+)
 from pytest_installperm.scenarios import Request
 
 if TYPE_CHECKING:
@@ -47,13 +55,17 @@ class Pip(Installer):
         }
 
     def missing(self, tools: Path) -> str | None:
-        if importlib.util.find_spec("pip") is None:
+        if self.origin is None and importlib.util.find_spec("pip") is None:
             return "installer 'pip': pip is not installed in the environment running pytest"
         return None
 
     def command(self, request: Request, ctx: Context) -> Command | Unsupported:
         flags, env = pip_flags(request, ctx)
+        env.update(library_path(ctx))  # a versioned pip, ahead of the preinstalled one
         return Command((ctx.python, "-m", "pip", "install", *flags, ctx.wheel), env)
 
     def version_command(self, ctx: Context) -> Command | None:
-        return Command((ctx.python, "-m", "pip", "--version"))
+        return Command((ctx.python, "-m", "pip", "--version"), library_path(ctx))
+
+    def messages_for(self, version: str | None) -> Mapping[str, str]:
+        return oracle.messages(self.messages, version)

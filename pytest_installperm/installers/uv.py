@@ -12,6 +12,7 @@ from pytest_installperm.installers.base import (
     Context,
     Installer,
     Unsupported,
+    program,
     shared_flags,
 )
 from pytest_installperm.run import Arg
@@ -52,13 +53,13 @@ class Uv(Installer):
             return Unsupported(f"uv cannot express {request.describe()}: {UV_NO_USER}")
         if request.root:
             return Unsupported("uv cannot express --root: `uv pip install` has no such option")
-        argv: list[Arg] = ["uv", "pip", "install", "--python", ctx.python]
+        argv: list[Arg] = [program(ctx, "uv"), "pip", "install", "--python", ctx.python]
         if ctx.kind == "system":
             argv.append("--system")
         return Command((*argv, *shared_flags(request, ctx), ctx.wheel))
 
     def version_command(self, ctx: Context) -> Command | None:
-        return Command(("uv", "--version"))
+        return Command((program(ctx, "uv"), "--version"))
 
     def diverges(self, scenario: Scenario, pip: Expected) -> tuple[str, str] | None:
         return ("error", UV_NO_USER) if pip.message == "fallback" else None
