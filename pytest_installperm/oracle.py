@@ -36,7 +36,7 @@ from types import MappingProxyType
 
 from packaging.version import InvalidVersion, Version
 
-from pytest_installperm.scenarios import Request, Scenario
+from pytest_installperm.scenarios import Scenario
 
 #: The release the rules default to: the pip the test extra pins.
 PIP_VERSION = "26.3"
@@ -119,21 +119,15 @@ def pip_release(version: str | Version | None) -> Version:
         raise ValueError(f"pip version {version!r} is not a PEP 440 version") from None
 
 
+def is_default(version: str | Version | None) -> bool:
+    """Whether ``version`` is (a build of) :data:`PIP_VERSION`, the release the
+    scenario files' own ``[expect]`` tables describe."""
+    return Version(pip_release(version).base_version) == Version(PIP_VERSION)
+
+
 def has(change: str, version: str | Version | None) -> bool:
     """Whether pip ``version`` has ``change`` (a key of :data:`CHANGES`)."""
     return Version(pip_release(version).base_version) >= CHANGES[change].since
-
-
-def lacks(request: Request, version: str | Version | None) -> str | None:
-    """What pip ``version`` cannot express of ``request`` (an option it does
-    not have yet), or None."""
-    if request.break_system_packages and not has("break-system-packages", version):
-        change = CHANGES["break-system-packages"]
-        return (
-            f"pip {version} has no --break-system-packages (added in pip {change.since}: "
-            f"{change.reference})"
-        )
-    return None
 
 
 def prefix_scheme(version: str | Version | None, scheme_names: tuple[str, ...]) -> str:
@@ -207,6 +201,9 @@ def decide(scenario: Scenario, pip_version: str | Version | None = None) -> Expe
     ``pip_version`` (default :data:`PIP_VERSION`)."""
     release = pip_release(pip_version)
     request, env = scenario.request, scenario.environment
+    if request.break_system_packages and not has("break-system-packages", release):
+        # optparse refuses the unknown option: a usage error, which the matrix skips.
+        return Expected("error", "usage", f"pip {release} has no --break-system-packages")
     if request.user is True and request.target:
         return Expected("error", "user-with-target", "--user with --target is refused")
     exempt = request.prefix or request.target or request.root or request.break_system_packages

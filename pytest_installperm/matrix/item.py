@@ -115,10 +115,12 @@ class Runner:
         return factory.system(externally_managed=spec.externally_managed, **common)
 
 
-def _context(env: Environment | None, wheel: Path, libraries: Path | None) -> Context:
+def _context(
+    env: Environment | None, wheel: Path, libraries: Path | None, programs: Path | None = None
+) -> Context:
     if env is None:  # only to ask whether a request can be expressed at all
         here = Path("/")
-        return Context(here, wheel, here, here, here, here, "system", libraries)
+        return Context(here, wheel, here, here, here, here, "system", libraries, programs=programs)
     work = env.sandbox.work
     return Context(
         env.python,
@@ -131,6 +133,7 @@ def _context(env: Environment | None, wheel: Path, libraries: Path | None) -> Co
         libraries,
         work,
         {role: dict(env.paths(role)) for role in ("system", "user")},
+        programs,
     )
 
 
@@ -259,14 +262,22 @@ class ScenarioItem(pytest.Item):
         probe = installer.command(scenario.request, _context(None, wheel, None))
         if isinstance(probe, Unsupported):
             self._skip(probe.reason)
+        code = session.release(installer.origin) if installer.origin is not None else None
+        if code is not None:
+            cannot = code.runs_on(session.base(self.python).version)
+            if cannot is not None:
+                self._skip(cannot)
         factory = InstallPerm(session)
         try:
             try:
                 env = self.runner.build(factory, scenario, self.python)
             except pytest.skip.Exception as exc:
                 self._skip(str(exc.msg))
-            lib = session.libraries(installer.libraries) if installer.libraries else None
-            ctx = _context(env, wheel, lib)
+            if code is not None:  # NAME==X, NAME@PATH: that code, not the one installed here
+                ctx = _context(env, wheel, code.lib, code.bin)
+            else:
+                lib = session.libraries(installer.libraries) if installer.libraries else None
+                ctx = _context(env, wheel, lib)
             command = installer.command(scenario.request, ctx)
             assert isinstance(command, Command)
             _write_setup_files(env, command.files)
@@ -290,7 +301,14 @@ class ScenarioItem(pytest.Item):
         artifact = installer.artifact(result, ctx) if result.returncode != 0 else None
         if artifact is not None:
             self._skip(artifact, env, installer_version=version, excerpt=excerpt(result))
-        exp = expectation(scenario, installer, self.runner.settings.declared, ctx)
+        if version is None and installer.origin is not None:
+            self._skip(
+                f"{installer.name} does not run on {env.python}: it could not report its "
+                f"version there (its install said: {last_words(result)})",
+                env,
+                excerpt=excerpt(result),
+            )
+        exp = expectation(scenario, installer, self.runner.settings.declared, ctx, version)
         layout = self.runner.layout(wheel)
         schemes = candidate_schemes(env, scenario, ctx, installer)
         destinations = {
@@ -309,7 +327,7 @@ class ScenarioItem(pytest.Item):
             returncode=result.returncode,
             residue=residue,
             outside=outside,
-            messages=installer.messages,
+            messages=installer.messages_for(version),
             timed_out=result.timed_out,
         )
         says = last_words(result)

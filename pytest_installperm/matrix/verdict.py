@@ -55,13 +55,18 @@ def expectation(
     installer: Installer,
     declared: Mapping[tuple[str, str], str],
     ctx: Context | None = None,
+    version: str | None = None,
 ) -> CellExpectation:
     """The expected outcome: the scenario's own for this installer, else the
     preset's for this environment (``ctx``: which interpreter, which schemes),
-    else pip's."""
-    decided = oracle.decide(scenario)
-    pip_outcome = scenario.outcome or decided.outcome
-    pip_message = scenario.message or decided.message
+    else pip's. ``version`` is what the installer said it is: a pip release is
+    judged by that release's rules (the scenario files' ``[expect]`` describe
+    the default one)."""
+    pip_version = version if installer.preset == "pip" else None
+    decided = oracle.decide(scenario, pip_version)
+    own_words = pip_version is None or oracle.is_default(pip_version)
+    pip_outcome = (own_words and scenario.outcome) or decided.outcome
+    pip_message = (own_words and scenario.message) or decided.message
     # A template that inherits a preset inherits the declarations made for it.
     names = dict.fromkeys((installer.name, installer.preset))
     own = next((scenario.installers[n] for n in names if n in scenario.installers), None)
@@ -85,7 +90,8 @@ def expectation(
         outcome = preset.outcome or outcome
         divergence = preset.diverges
         breaks = {**preset.breaks, **breaks}
-    check = outcome == pip_outcome and divergence is None and pip_message in installer.messages
+    messages = installer.messages_for(version)
+    check = outcome == pip_outcome and divergence is None and pip_message in messages
     return CellExpectation(outcome, pip_outcome, pip_message, divergence, breaks, check)
 
 
