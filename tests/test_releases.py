@@ -300,3 +300,62 @@ def test_the_session_copies_an_editable_pip_from_its_source(tmp_path):
     (dist_info / "direct_url.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"pip is installed in .*site-packages"):
         _package_dir(dist)
+
+
+# ---------------------------------------------------------------------------
+# bad input on the command line: a usage error naming the release or path
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("pip==NOPE", "*'pip==NOPE'*'NOPE' is not a version*"),
+        ("poetry==1.0", "*'poetry==1.0'*unknown preset 'poetry'*"),
+        ("pip@/nonexistent/pip", "*pip@/nonexistent/pip: /nonexistent/pip is not an installer*"),
+    ],
+)
+def test_bad_versioned_installers_are_usage_errors(pytester, spec, words):
+    result = pytester.runpytest("--installperm", f"--installperm-installer={spec}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([words])
+
+
+def test_an_unreachable_index_is_a_usage_error_naming_the_release(pytester, monkeypatch):
+    for key, value in {
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+        "PIP_FIND_LINKS": "",
+        "PIP_RETRIES": "0",
+        "PIP_TIMEOUT": "2",
+    }.items():
+        monkeypatch.setenv(key, value)
+    result = pytester.runpytest("--installperm", "--installperm-installer=pip==0.0.0.1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*pip==0.0.0.1*could not get it from its configured index*"])
+
+
+def test_two_releases_run_side_by_side_and_report_what_ran(pytester):
+    pytester.makeini("[pytest]\n")
+    result = pytester.runpytest(
+        "--installperm",
+        "--installperm-installer=pip==20.3.4",
+        "--installperm-installer=pip",
+        "--installperm-report=report.json",
+        "-k",
+        "fallback-to-user",
+    )
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    rows = {
+        r["installer"]: r
+        for r in json.loads((pytester.path / "report.json").read_text())["results"]
+    }
+    assert rows["pip==20.3.4"]["installer_version"] == "20.3.4"
+    assert rows["pip"]["installer_version"] == importlib_metadata_version("pip")
+    assert {r["verdict"] for r in rows.values()} == {"passed"}
+
+
+def importlib_metadata_version(name: str) -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version(name)

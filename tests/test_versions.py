@@ -1,4 +1,5 @@
-"""Every change of pip's rules, proved against the real releases on both sides of it.
+"""Every change of pip's rules, proved against the real releases on both sides of it;
+and uv 0.1.x's usage errors, which are skips.
 
 Each test runs the matrix (an inner pytest) with the release just before a
 change and the first release that has it, on the scenario that shows it. Both
@@ -39,7 +40,9 @@ PROOFS = {
 #: Changes that need another base interpreter than the one running the matrix.
 ELSEWHERE = {"posix-local-prefix"}
 
-pytestmark = pytest.mark.installperm_versions
+#: The proof the default suite runs; the others cost about 25 s each and run with
+#: ``-m installperm_versions`` (benchmarks/versions.py does, and records the result).
+DEFAULT_PROOF = "externally-managed"
 
 
 def _matrix(cwd: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
@@ -111,3 +114,144 @@ def test_prefix_on_debian_follows_posix_local_until_263(installperm, make_wheel,
     }[scheme]
     installed = sorted(str(p.relative_to(prefix)) for p in prefix.rglob("__init__.py"))
     assert installed == [f"{where}/demo/__init__.py"], result.output
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(c, marks=() if c == DEFAULT_PROOF else pytest.mark.installperm_versions)
+        for c in sorted(PROOFS)
+    ],
+)
+def test_the_rule_changes_where_the_oracle_says(change, tmp_path):
+    scenario, before, after = PROOFS[change]
+    old, new = oracle.decide(BUILTIN[scenario], before), oracle.decide(BUILTIN[scenario], after)
+    words = {"user-with-target": "Can not combine '--user' and '--target'", "oserror": "OSError"}
+    words_differ = oracle.messages(words, before) != oracle.messages(words, after)
+    assert old != new or words_differ, f"the oracle does not tell {before} from {after}"
+    done, report = _matrix(
+        tmp_path,
+        f"--installperm-installer=pip=={before}",
+        f"--installperm-installer=pip=={after}",
+        "-k",
+        scenario,
+    )
+    rows = {r["installer"]: r for r in report.get("results", [])}
+    skipped = {r["installer"]: r.get("reason", "") for r in report.get("skipped", [])}
+    output = done.stdout[-6000:] + done.stderr[-2000:]
+    for version in (before, after):
+        name = f"pip=={version}"
+        if name in skipped:
+            # Only an option the release does not have yet may skip, in pip's words.
+            assert change == "break-system-packages" and version == before, output
+            assert "--break-system-packages" in skipped[name], skipped[name]
+            continue
+        assert rows[name]["verdict"] == "passed", output
+        assert rows[name]["outcome"] == oracle.decide(BUILTIN[scenario], version).outcome
+    assert done.returncode == 0, output
+
+
+def test_uv_01_usage_errors_are_skips_with_uvs_words_not_passes(tmp_path):
+    """uv 0.1.x refuses ``--python`` with ``--system`` (exit status 2): once
+    counted as the outcome ``error``, which passed where pip errs."""
+    scenarios = ("no-user-flag-locked", "home-missing", "venv-plain")
+    done, report = _matrix(
+        tmp_path, "--installperm-installer=uv==0.1.44", "-k", " or ".join(scenarios)
+    )
+    output = done.stdout[-6000:] + done.stderr[-2000:]
+    assert done.returncode == 0, output
+    skipped = {r["scenario"]: r["reason"] for r in report["skipped"]}
+    results = {r["scenario"]: r for r in report["results"]}
+    for scenario in ("no-user-flag-locked", "home-missing"):  # system interpreters
+        assert oracle.decide(BUILTIN[scenario]).outcome == "error"  # would have "agreed"
+        assert scenario not in results, results.get(scenario)
+        assert "cannot be used with '--system'" in skipped[scenario], skipped[scenario]
+        assert "usage error" in skipped[scenario]
+    venv = results["venv-plain"]  # a venv needs no --system: uv 0.1.44 really ran
+    assert (venv["verdict"], venv["installer_version"]) == ("passed", "0.1.44")
+
+
+@pytest.mark.installperm_versions  # about 80 s: a download, an editable install, a matrix
+def test_an_editable_pip_from_its_sdist_is_the_pip_the_matrix_runs(tmp_path):
+    """pip's own development setup: an unpacked sdist installed with ``pip install
+    -e`` (flit leaves a .pth file and a dist-info, no package in site-packages)."""
+    import tarfile
+    import venv
+
+    version = oracle.PIP_VERSION
+    host = [sys.executable, "-m", "pip"]
+    subprocess.run(
+        [*host, "download", "--no-deps", "--no-binary=:all:", "-d", tmp_path, f"pip=={version}"],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    (sdist,) = tmp_path.glob("pip-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        archive.extractall(tmp_path, filter="data")
+    tree = tmp_path / f"pip-{version}"
+    init = tree / "src" / "pip" / "__init__.py"
+    marked = f"{version}+installperm.editable"  # proves which pip ran
+    init.write_text(init.read_text().replace(f'"{version}"', f'"{marked}"'))
+    venv.create(tmp_path / "venv", with_pip=False)
+    python = tmp_path / "venv" / "bin" / "python"
+    done = subprocess.run(
+        [*host, "--python", python, "install", "--no-deps", "-e", tree],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (site,) = (tmp_path / "venv" / "lib").glob("python3*/site-packages")
+    assert not (site / "pip").exists()  # editable: the package stays in the tree
+    # The rest (pytest, this plugin) from the environment running us, after pip.pth.
+    host_site = sysconfig_purelib()  # addsitedir: its own .pth files (this plugin's) too
+    (site / "zz-host.pth").write_text(f"import site; site.addsitedir({host_site!r})\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    done = subprocess.run(
+        [python, "-m", "pytest", "-p", "no:cacheprovider", "--installperm",
+         "--installperm-installer=pip", "--installperm-report=report.json",
+         "-k", "fallback-to-user or venv-locked or pep668-marker"],
+        cwd=work,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-6000:]
+    rows = json.loads((work / "report.json").read_text())["results"]
+    assert {r["scenario"] for r in rows} == {"fallback-to-user", "venv-locked", "pep668-marker"}
+    for row in rows:
+        assert (row["verdict"], row["installer_version"]) == ("passed", marked), row
+
+
+def sysconfig_purelib() -> str:
+    import sysconfig
+
+    return sysconfig.get_path("purelib")
+
+
+PYTHON39 = Path("/root/.pyenv/versions/3.9.18/bin/python3.9")
+
+
+@pytest.mark.skipif(not PYTHON39.exists(), reason=f"no Python 3.9 at {PYTHON39}")
+def test_a_release_that_does_not_run_on_the_interpreter_says_so(installperm, request):
+    """pip 26.1 dropped Python 3.9: its metadata says so before anything runs, and
+    asked inside the sandbox it cannot even report its version there."""
+    from pytest_installperm import releases
+    from pytest_installperm.fixtures import get_session
+
+    session = get_session(request.config)
+    new = session.release(releases.Origin("pip", version=Version("26.1")))
+    old = session.release(releases.Origin("pip", version=Version("25.3")))
+    env = installperm.system(python=PYTHON39, locked=())
+    reason = new.runs_on(session.base(PYTHON39).version)
+    assert reason is not None
+    assert "pip==26.1" in reason and "Python 3.9" in reason
+    assert old.runs_on(session.base(PYTHON39).version) is None
+    for code, works in ((old, True), (new, False)):
+        result = env.run([env.python, "-m", "pip", "--version"], env={"PYTHONPATH": str(code.lib)})
+        assert (result.returncode == 0) is works, result.output
