@@ -85,8 +85,10 @@ def _add_matrix_options(group: pytest.OptionGroup, parser: pytest.Parser) -> Non
         dest="installperm_installer",
         action="append",
         default=[],
-        metavar="NAME|NAME=TEMPLATE",
-        help="installer under test, repeatable: a preset (pip, uv, installer) or "
+        metavar="NAME[==VERSION|@PATH]|NAME=TEMPLATE",
+        help="installer under test, repeatable: a preset (pip, uv, installer), a preset "
+        "at a release (pip==24.0, fetched once from this machine's configured index) or "
+        "from a path (a wheel, tree, checkout, environment or program), or "
         "NAME=TEMPLATE with {python} {wheel} {flags} {prefix} {target} {root} "
         "{home} (default: pip)",
     )
