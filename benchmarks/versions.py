@@ -228,8 +228,8 @@ def render(families: Sequence[dict[str, Any]], proofs: dict[str, Any] | None) ->
         lines += ["", "Versions that ran (asked inside the sandbox): " + ", ".join(
             f"{i} → {versions[i] or 'not reported'}" for i in installers) + ".", ""]  # fmt: skip
         lines += _changes(rows, scenarios, installers)
-        lines += _reasons(rows, "Declared divergences", "xfailed")
-        lines += _reasons(rows, "Skipped cells", "skipped")
+        lines += _reasons(rows, installers, "Declared divergences and known breaks", "xfailed")
+        lines += _reasons(rows, installers, "Skipped cells", "skipped")
         if bad:
             lines += ["### Failures", ""]
             lines += [f"- `{s}` with {i}: {rows[(s, i)]}" for s, i in bad]
@@ -267,11 +267,18 @@ def _changes(
     return [*out, ""]
 
 
-def _reasons(rows: dict[tuple[str, str], dict[str, Any]], title: str, verdict: str) -> list[str]:
+def _reasons(
+    rows: dict[tuple[str, str], dict[str, Any]], installers: list[str], title: str, verdict: str
+) -> list[str]:
+    """Cells grouped by their reason (the release's name in it made generic)."""
     by_reason: dict[str, list[str]] = {}
-    for (scenario, installer), row in sorted(rows.items()):
+    order = {name: i for i, name in enumerate(installers)}
+    for (scenario, installer), row in sorted(
+        rows.items(), key=lambda kv: (kv[0][0], order[kv[0][1]])
+    ):
         if row.get("verdict") == verdict:
             reason = row.get("reason") or row.get("declared") or "(no reason recorded)"
+            reason = reason.replace(installer, installer.split("==")[0])
             by_reason.setdefault(reason, []).append(f"`{scenario}` [{installer}]")
     if not by_reason:
         return []
