@@ -311,7 +311,7 @@ def test_the_session_copies_an_editable_pip_from_its_source(tmp_path):
     ("spec", "words"),
     [
         ("pip==NOPE", "*'pip==NOPE'*'NOPE' is not a version*"),
-        ("poetry==1.0", "*'poetry==1.0'*unknown preset 'poetry'*"),
+        ("nosuch==1.0", "*'nosuch==1.0'*unknown preset 'nosuch'*"),
         ("pip@/nonexistent/pip", "*pip@/nonexistent/pip: /nonexistent/pip is not an installer*"),
     ],
 )
