@@ -32,6 +32,26 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = 120.0
 
 
+#: Role names a ``path=`` entry may use instead of a directory.
+PATH_ROLES = {"system-scripts": "system", "user-scripts": "user"}
+
+
+def check_path(
+    entries: Iterable[str | os.PathLike[str]] | None,
+) -> tuple[str | os.PathLike[str], ...] | None:
+    """``path=`` as given, refused (naming the entry) unless absolute or a role name."""
+    if entries is None:
+        return None
+    checked = tuple(entries)
+    for entry in checked:
+        if not (entry in PATH_ROLES or os.path.isabs(entry)):
+            raise ValueError(
+                f"path entry {os.fspath(entry)!r}: neither an absolute directory nor one of "
+                f"{', '.join(sorted(PATH_ROLES))}"
+            )
+    return checked
+
+
 class Environment:
     """A system interpreter or a venv, with some of its directories locked.
 
@@ -215,11 +235,15 @@ class InstallPerm:
         lock_mode: str = "deny",
         backend: str | None = None,
         layout: str | Layout | None = None,
+        path: Iterable[str | os.PathLike[str]] | None = None,
     ) -> Environment:
         """A relocated copy of ``python`` (default: the running one), not a venv.
 
         ``layout`` (in-process mode only) picks the scheme shapes: ``posix``
-        (default), ``macos-framework`` or ``windows``.
+        (default), ``macos-framework`` or ``windows``. ``path`` is the child's
+        PATH (directories, or the role names ``system-scripts`` and
+        ``user-scripts``); the default is a real system's, without the user's
+        scripts directory.
         """
         __tracebackhide__ = True
         spec = LockSpec.make(
@@ -229,7 +253,9 @@ class InstallPerm:
             user_site=user_site,
             externally_managed=externally_managed,
         )
-        request = BuildRequest(spec, False, False, tuple(preinstalled), python, backend, layout)
+        request = BuildRequest(
+            spec, False, False, tuple(preinstalled), python, backend, layout, check_path(path)
+        )
         return self._build(request)
 
     def venv(
@@ -244,12 +270,20 @@ class InstallPerm:
         lock_mode: str = "deny",
         backend: str | None = None,
         layout: str | Layout | None = None,
+        path: Iterable[str | os.PathLike[str]] | None = None,
     ) -> Environment:
         """A real venv on a relocated system interpreter, in one sandbox."""
         __tracebackhide__ = True
         spec = LockSpec.make(locked, mode=lock_mode, home=home, user_site=user_site)
         request = BuildRequest(
-            spec, True, bool(system_site_packages), tuple(preinstalled), python, backend, layout
+            spec,
+            True,
+            bool(system_site_packages),
+            tuple(preinstalled),
+            python,
+            backend,
+            layout,
+            check_path(path),
         )
         return self._build(request)
 

@@ -32,6 +32,9 @@ from pytest_installperm.errors import UnsafePathError
 
 SANDBOX_DIRS = ("cache", "stage", "tmp", "work")
 
+#: The usual system directories of a POSIX PATH.
+SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
+
 
 def _open_up(top: str) -> None:
     """Give the owner rwx on every directory below ``top`` (non-root cleanup).
@@ -203,13 +206,14 @@ class Sandbox:
     ) -> dict[str, str]:
         """The constructed environment of a child: nothing from the host.
 
+        ``path_dirs`` is the whole PATH, in order.
         ``defaults`` are the environment's own settings (e.g. PYTHONNOUSERSITE)
         and the installers' isolation variables (PIP_CONFIG_FILE, UV_CACHE_DIR);
         ``extra`` is what the caller passes; a value of None removes a key.
         """
         home = str(self.home)
         env = {
-            "PATH": os.pathsep.join([*map(str, path_dirs), "/usr/local/bin", "/usr/bin", "/bin"]),
+            "PATH": os.pathsep.join(map(str, path_dirs)),
             "HOME": home,
             "USER": "installperm",
             "LOGNAME": "installperm",

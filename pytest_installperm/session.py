@@ -44,7 +44,7 @@ from pytest_installperm.interpreter import (
     template_key,
 )
 from pytest_installperm.locks import LockSpec
-from pytest_installperm.sandbox import Sandbox, SessionRoot
+from pytest_installperm.sandbox import SYSTEM_PATH, Sandbox, SessionRoot
 from pytest_installperm.schemes import SCHEME_KEYS, relative_layout
 
 if TYPE_CHECKING:
@@ -378,7 +378,9 @@ class Session:
                 template.base.version,
                 system_site_packages=system_site_packages,
             )
-        env = sandbox.child_env(path_dirs=[], defaults=library_path(template))
+        env = sandbox.child_env(
+            path_dirs=[Path(d) for d in SYSTEM_PATH], defaults=library_path(template)
+        )
         try:
             data = query_schemes(python, env, {**backend.popen_kwargs(), "cwd": "/"})
         except InterpreterError as exc:

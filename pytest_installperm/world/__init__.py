@@ -56,6 +56,11 @@ class BuildRequest:
     python: str | os.PathLike[str] | None = None
     backend: str | None = None
     layout: str | Layout | None = None
+    #: The child's PATH (real world): directories or the role names
+    #: ``system-scripts`` and ``user-scripts``; None for a real system's.
+    path: tuple[str | os.PathLike[str], ...] | None = None
+    #: ``relocated`` or ``in-place`` (real world).
+    mode: str = "relocated"
 
 
 class World(Protocol):

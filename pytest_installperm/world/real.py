@@ -21,18 +21,36 @@ import pytest
 from pytest_installperm import safefs
 from pytest_installperm.backends import Backend, Launch
 from pytest_installperm.changes import Snapshot
-from pytest_installperm.environment import Environment
+from pytest_installperm.environment import PATH_ROLES, Environment
 from pytest_installperm.errors import FakefsError, LockUnavailable, UnreadableArgumentError
 from pytest_installperm.interpreter import Template, create_venv
 from pytest_installperm.locks import LockSpec, Plan
 from pytest_installperm.run import Exit, execute
-from pytest_installperm.sandbox import Sandbox
+from pytest_installperm.sandbox import SYSTEM_PATH, Sandbox
 from pytest_installperm.schemes import SCHEME_KEYS, Schemes
 from pytest_installperm.session import PipCopy, SchemeFacts, Session, library_path
 from pytest_installperm.world import Arg, BuildRequest
 
 if TYPE_CHECKING:
     from pytest_installperm.backends.contain.limits import Limits
+
+#: A real system's PATH: its own scripts directory and the usual system
+#: directories, not the user's scripts directory (``~/.local/bin`` is usually
+#: not on PATH, and pip warns about it; tests may assert on that warning).
+DEFAULT_PATH: tuple[str, ...] = ("system-scripts", *SYSTEM_PATH)
+
+
+def resolve_path(
+    entries: Sequence[str | os.PathLike[str]] | None, schemes: Mapping[str, Mapping[str, Path]]
+) -> list[Path]:
+    """``path=`` entries (default: :data:`DEFAULT_PATH`) as directories: a role
+    name is that scheme's scripts directory."""
+    return [
+        schemes[PATH_ROLES[entry]]["scripts"]
+        if isinstance(entry, str) and entry in PATH_ROLES
+        else Path(entry)
+        for entry in (DEFAULT_PATH if entries is None else entries)
+    ]
 
 
 class RealWorld:
@@ -68,7 +86,7 @@ class RealWorld:
         return self._snapshot
 
     def child_env(self, extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
-        dirs = [*self._path_dirs, self._tools]
+        dirs = [self._tools, *self._path_dirs]
         return self.sandbox.child_env(path_dirs=dirs, extra=extra, defaults=self._defaults)
 
     def _stage(self, arg: Arg) -> str:
@@ -294,7 +312,7 @@ def _assemble(
     world = RealWorld(
         sandbox,
         backend,
-        path_dirs=[system["scripts"], user["scripts"]],
+        path_dirs=resolve_path(request.path, {"system": system, "user": user}),
         defaults=defaults,
         tools=session.tools(),
     )
