@@ -73,7 +73,10 @@ class RunResult(PlacementAssertions):
         return self.stdout + self.stderr
 
     def describe(self, lines: int = 15) -> str:
-        """Exit status and the last lines of stderr (or stdout), for messages."""
+        """Exit status and the last lines of stdout then stderr, for messages.
+
+        Both, because pip prints its decision ("Defaulting to user
+        installation ...") on stdout and its warnings on stderr."""
         status = (
             f"timed out after {self.duration_s:.1f}s (PID namespace killed)"
             if (self.timed_out)
@@ -85,8 +88,8 @@ class RunResult(PlacementAssertions):
         for name, dropped in (("stdout", self.stdout_dropped), ("stderr", self.stderr_dropped)):
             if dropped:
                 head += f"\n  {name} truncated: {dropped} bytes dropped (Limits.output_bytes)"
-        text = (self.stderr.strip() or self.stdout.strip()).splitlines()[-lines:]
-        tail = "\n".join(f"  | {line}" for line in text)
+        output = "\n".join(filter(None, (self.stdout.strip(), self.stderr.strip())))
+        tail = "\n".join(f"  | {line}" for line in output.splitlines()[-lines:])
         return head + (f"\n  last lines of output:\n{tail}" if tail else "")
 
     def _wheel_for_verdict(self, wheel: str | os.PathLike[str]) -> Path:

@@ -17,7 +17,7 @@ def child_path(env_path: str) -> list[str]:
 
 
 def test_default_path_is_a_real_systems(installperm: InstallPerm) -> None:
-    env = installperm.system()
+    env = installperm.system(externally_managed=False)
     dirs = child_path(env.child_env()["PATH"])
     assert str(env.paths("system")["scripts"]) in dirs
     assert str(env.paths("user")["scripts"]) not in dirs
@@ -27,7 +27,7 @@ def test_default_path_is_a_real_systems(installperm: InstallPerm) -> None:
 def test_pip_warns_that_user_scripts_are_not_on_path(
     installperm: InstallPerm, demo_wheel: Path
 ) -> None:
-    env = installperm.system()
+    env = installperm.system(externally_managed=False)
     result = env.pip("install", demo_wheel)
     assert result.returncode == 0, result.stderr
     result.assert_installed(demo_wheel, scheme="user")
@@ -37,7 +37,9 @@ def test_pip_warns_that_user_scripts_are_not_on_path(
 def test_path_with_user_scripts_silences_the_warning(
     installperm: InstallPerm, demo_wheel: Path
 ) -> None:
-    env = installperm.system(path=("user-scripts", "system-scripts", "/usr/bin", "/bin"))
+    env = installperm.system(
+        externally_managed=False, path=("user-scripts", "system-scripts", "/usr/bin", "/bin")
+    )
     assert child_path(env.child_env()["PATH"])[1:] == [
         str(env.paths("user")["scripts"]),
         str(env.paths("system")["scripts"]),
