@@ -80,6 +80,26 @@ prefix = sysconfig.get_paths("posix_prefix", vars=dict.fromkeys(
 def pick(paths, headers):
     return {"purelib": paths["purelib"], "platlib": paths["platlib"],
             "scripts": paths["scripts"], "data": paths["data"], "headers": headers}
+# pip takes its schemes from distutils before Python 3.10, as distributions
+# patch it (Debian 11: <prefix>/local/lib/python3.9/dist-packages).
+if not getattr(sysconfig, "_PIP_USE_SYSCONFIG", sys.version_info >= (3, 10)):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from distutils.command.install import install
+        from distutils.dist import Distribution
+    def distutils_paths(user):
+        command = install(Distribution())
+        command.user = user
+        command.create_home_path = lambda: None  # a query, not a mkdir of ~/.local
+        command.finalize_options()
+        return {"purelib": command.install_purelib, "platlib": command.install_platlib,
+                "scripts": command.install_scripts, "data": command.install_data,
+                "include": command.install_headers.rstrip("/")}
+    if not venv:
+        system = distutils_paths(False)
+        system_headers = system["include"]
+    user = distutils_paths(True)
 print(json.dumps({
     "prefix": sys.prefix,
     "base_prefix": sys.base_prefix,
