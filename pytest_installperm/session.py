@@ -95,6 +95,16 @@ class PipCopy:
 
     package: Path
     dist_info: Path
+    version: str = ""
+    requires_python: str | None = None
+
+    def runs_on(self, python_version: str) -> bool:
+        """True if this pip's Requires-Python admits ``python_version`` (e.g. "3.9")."""
+        if not self.requires_python:
+            return True
+        from packaging.specifiers import SpecifierSet
+
+        return SpecifierSet(self.requires_python).contains(python_version + ".0")
 
 
 def _make_read_only_dirs(top: Path) -> None:
@@ -254,7 +264,12 @@ class Session:
             "dist_info": identity(dist_info),
         }
         tree = self._cached("pip", key, build, readable=os.geteuid() == 0)
-        return PipCopy(tree / "pip", tree / dist_info.name)
+        return PipCopy(
+            tree / "pip",
+            tree / dist_info.name,
+            version=dist.version,
+            requires_python=(dist.metadata.get_all("Requires-Python") or [None])[0],
+        )
 
     def installers(self) -> tuple[Installer, ...]:
         if self._installers is None:

@@ -259,9 +259,17 @@ class RealBuilder:
             if backend is not None:
                 backend.release()
             pytest.skip(str(exc))
+        pip = None if _brings_pip(request.preinstalled) else session.pip()
+        if pip is not None and not pip.runs_on(base.version):
+            backend.release()
+            pytest.skip(
+                f"pip {pip.version} (the pip running pytest) requires Python "
+                f"{pip.requires_python}; base interpreter {base.executable} is Python "
+                f"{base.version}: pass a pip wheel that runs on it in preinstalled="
+            )
         sandbox = Sandbox(session.root.new_dir("sandbox-"))
         try:
-            return _assemble(sandbox, template, facts, request, backend, session)
+            return _assemble(sandbox, template, facts, request, backend, session, pip)
         except BaseException:
             sandbox.remove()
             backend.release()
@@ -278,6 +286,7 @@ def _assemble(
     request: BuildRequest,
     backend: Backend,
     session: Session,
+    pip: PipCopy | None,
 ) -> Environment:
     """Build the tree, install what must be there, lock, and snapshot."""
     spec = request.spec
@@ -300,7 +309,6 @@ def _assemble(
     )
     for directory in scaffold:
         directory.mkdir(parents=True, exist_ok=True)
-    pip = session.pip()
     if pip is not None:
         _install_pip(pip, system, python, template.base.version)
     for wheel in request.preinstalled:
@@ -346,6 +354,11 @@ def _install_pip(pip: PipCopy, scheme: Mapping[str, Path], python: Path, version
             f"#!{python}\nimport sys\nfrom pip._internal.cli.main import main\nsys.exit(main())\n"
         )
         script.chmod(0o755)
+
+
+def _brings_pip(preinstalled: Iterable[Arg]) -> bool:
+    """True if one of the wheels to preinstall is pip itself (it replaces ours)."""
+    return any(os.path.basename(str(w)).lower().startswith("pip-") for w in preinstalled)
 
 
 def _preinstall(wheel: Path, scheme: Mapping[str, Path], python: Path, root: Path) -> None:
