@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -259,6 +260,11 @@ def test_a_corrupt_wheel_path_is_refused(tmp_path):
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.skipif(
+    sys.version_info >= (3, 12),
+    reason="pip 20.3.4 imports distutils, which Python 3.12 removed (its Requires-Python "
+    "does not say so)",
+)
 def test_a_real_pip_release_runs_in_the_sandbox_as_the_child_uid(installperm, tmp_path):
     origin = Origin("pip", version=Version("20.3.4"))
     code = releases.provide(origin, tmp_path / "copy")
