@@ -21,6 +21,8 @@ from pytest_installperm.errors import UnsafePathError
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 VERSION = f"python{sysconfig.get_python_version()}"
+#: How a sandbox reaches its stdlib: lib/pythonXY.zip, a symlink to the template's stdlib.
+ZIPDIR = f"python{sysconfig.get_python_version().replace('.', '')}.zip"
 SECRET = "s3cr3t-in-a-root-only-file"
 
 
@@ -151,9 +153,9 @@ def test_messy_tree_is_removed(installperm: InstallPerm, tmp_path: Path) -> None
 @pytest.mark.parametrize(
     "member",
     [
-        f"evil-1.0.data/data/lib/{VERSION}/json/evil_canary.py",  # through a stdlib dir link
+        f"evil-1.0.data/data/lib/{ZIPDIR}/json/evil_canary.py",  # through the stdlib's link
         f"evil-1.0.data/data/lib/{VERSION}/os.py",  # onto a stdlib file link
-        "evil-1.0.data/purelib/../json/evil_canary.py",  # out of site-packages, by ..
+        f"evil-1.0.data/purelib/../../{ZIPDIR}/json/evil_canary.py",  # out of the site, by ..
     ],
     ids=["into-a-linked-dir", "onto-a-linked-file", "dotdot-into-a-link"],
 )
