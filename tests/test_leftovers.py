@@ -50,7 +50,9 @@ LEFTOVERS = {
     "symlink-loop": "os.symlink(TARGET, TARGET)",
     "dangling-symlink": "os.symlink('/nonexistent/x', TARGET)",
     "fifo": "os.mkfifo(TARGET)",
-    "socket": "import socket; socket.socket(socket.AF_UNIX).bind(TARGET)",
+    # bound by its relative name: a sandbox path can be longer than AF_UNIX's 108 bytes
+    "socket": "import socket; os.chdir(os.path.dirname(TARGET)); "
+    "socket.socket(socket.AF_UNIX).bind(os.path.basename(TARGET))",
     "directory-0000": "os.mkdir(TARGET); os.chmod(TARGET, 0)",
     "package-dir-symlink": "import shutil; shutil.rmtree(os.path.dirname(TARGET)); "
     "os.symlink(os.path.dirname(SECRET_PATH), os.path.dirname(TARGET))",
@@ -150,25 +152,33 @@ def test_messy_tree_is_removed(installperm: InstallPerm, tmp_path: Path) -> None
     assert (outside / "keep").read_text() == "keep"
 
 
-@pytest.mark.parametrize(
-    "member",
-    [
-        f"evil-1.0.data/data/lib/{ZIPDIR}/json/evil_canary.py",  # through the stdlib's link
-        f"evil-1.0.data/data/lib/{VERSION}/os.py",  # onto a stdlib file link
-        f"evil-1.0.data/purelib/../../{ZIPDIR}/json/evil_canary.py",  # out of the site, by ..
-    ],
-    ids=["into-a-linked-dir", "onto-a-linked-file", "dotdot-into-a-link"],
-)
+#: What a crafted wheel aims at, from which scheme directory: a path under the
+#: sandbox's prefix, which holds the links to the stdlib.
+AIMS = {
+    "into-a-linked-dir": ("data", f"lib/{ZIPDIR}/json/evil_canary.py"),
+    "onto-a-linked-file": ("data", f"lib/{VERSION}/os.py"),
+    "dotdot-into-a-link": ("purelib", f"lib/{ZIPDIR}/json/evil_canary.py"),
+}
+
+
+@pytest.mark.parametrize("aim", sorted(AIMS))
 @pytest.mark.parametrize("backend", ["privdrop", "chmod"])
 def test_preinstall_never_writes_through_stdlib_links(
-    installperm: InstallPerm, tmp_path: Path, member: str, backend: str
+    installperm: InstallPerm, tmp_path: Path, aim: str, backend: str
 ) -> None:
     """Root installs ``preinstalled=`` before the lock; data aimed at the stdlib
-    would land in the session template (privdrop) or the real stdlib (chmod)."""
+    would land in the session template (privdrop) or the real stdlib (chmod).
+
+    The member is written relative to the scheme directory of this interpreter's
+    layout (``prefix`` on pyenv, ``prefix/local`` under Debian's posix_local)."""
     if os.geteuid() != 0:
         pytest.skip("the parent writes as root only when it is root")
     from test_safety import craft_wheel
 
+    key, aimed = AIMS[aim]
+    probe = installperm.system(externally_managed=False, locked=(), backend=backend)
+    prefix = probe.python.parent.parent
+    member = f"evil-1.0.data/{key}/{os.path.relpath(prefix / aimed, probe.paths('system')[key])}"
     wheel = craft_wheel(tmp_path, "evil", {"evil/__init__.py": b"", member: b"pwned = 1\n"})
     before = _tree_digest(STDLIB / "json")
     os_py = (STDLIB / "os.py").read_bytes()
