@@ -21,10 +21,10 @@ from pytest_installperm.session import Session
 from pytest_installperm.world.real import RealWorld
 
 
-def extra_ms_median(runs: int = 30) -> float | None:
+def extra_ms_median(runs: int = 30, basetemp: str | None = None) -> float | None:
     """Median per-run price of containment (``/bin/true``, contained minus
     plain, interleaved), in ms: the benchmark's ``containment_ms_median``."""
-    session = Session()
+    session = Session(basetemp=basetemp)
     factory = InstallPerm(session)
     try:
         try:

@@ -177,7 +177,7 @@ BREAKDOWN = (
 )
 
 
-def breakdown(backend: str | None, iterations: int) -> Result:
+def breakdown(backend: str | None, iterations: int, basetemp: str | None = None) -> Result:
     """Median ms per scenario spent in each engine function (instrumented pass).
 
     Wrapping adds a few microseconds per call, so this pass is separate from
@@ -217,7 +217,7 @@ def breakdown(backend: str | None, iterations: int) -> Result:
     per_iteration: dict[str, list[float]] = {label: [] for label, _m, _a in BREAKDOWN}
     totals: list[float] = []
     try:
-        with session_of(backend) as (_session, factory):
+        with session_of(backend, basetemp) as (_session, factory):
             factory.system(externally_managed=False)
             factory.close()
             for _ in range(iterations):
@@ -332,7 +332,9 @@ def install_argv(installer: str, env: Environment, wheel: Path) -> list[Any]:
     return [env.python, "-m", "pip", "install", "--no-index", "--no-deps", wheel]
 
 
-def installs(installer: str, wheel: Path, iterations: int, warmup: int = 1) -> Result:
+def installs(
+    installer: str, wheel: Path, iterations: int, warmup: int = 1, basetemp: str | None = None
+) -> Result:
     """One small wheel into a fresh ``system(locked=())`` environment, N times.
 
     ``*_ms_median`` is the installer process alone (RunResult.duration_s);
@@ -340,7 +342,7 @@ def installs(installer: str, wheel: Path, iterations: int, warmup: int = 1) -> R
     """
     child: list[float] = []
     total: list[float] = []
-    with session_of(None) as (_session, factory):
+    with session_of(None, basetemp) as (_session, factory):
         for i in range(iterations + warmup):
             env = factory.system(externally_managed=False, locked=())
             t0 = time.perf_counter()
@@ -360,7 +362,7 @@ def installs(installer: str, wheel: Path, iterations: int, warmup: int = 1) -> R
 # -- change detection in a large site -----------------------------------------
 
 
-def detection(n_files: int, rounds: int, work: Path) -> Result:
+def detection(n_files: int, rounds: int, work: Path, basetemp: str | None = None) -> Result:
     """Time ``Snapshot.update()`` after a small uv install into a site of N files.
 
     Per round: ``Snapshot.take(env.root)`` of the populated sandbox (timed as
@@ -372,7 +374,7 @@ def detection(n_files: int, rounds: int, work: Path) -> Result:
     take: list[float] = []
     update: list[float] = []
     created: list[int] = []
-    with session_of(None) as (_session, factory):
+    with session_of(None, basetemp) as (_session, factory):
         env = factory.system(externally_managed=False, locked=())
         site = env.paths("system")["purelib"]
         t0 = time.perf_counter()
@@ -425,7 +427,9 @@ def plugin_options(work: Path) -> str:
     return out.stdout
 
 
-def matrix(work: Path, xdist: int | None, timeout: float = 900.0) -> Result:
+def matrix(
+    work: Path, xdist: int | None, timeout: float = 900.0, basetemp: str | None = None
+) -> Result:
     """Wall time of the built-in matrix for pip and uv in a temp directory.
 
     ``items_s`` sums pytest's per-item durations (setup, call and teardown):
@@ -448,6 +452,8 @@ def matrix(work: Path, xdist: int | None, timeout: float = 900.0) -> Result:
     ]
     if xdist:
         argv += ["-n", str(xdist)]
+    if basetemp is not None:
+        argv.append(f"--installperm-basetemp={basetemp}")
     project = work / f"matrix-{xdist or 0}"
     project.mkdir()
     try:

@@ -5,8 +5,10 @@
 
 Everything is measured in one run, so the ratios compare like with like on a
 machine whose speed drifts. It prints a table, then one JSON line (the last
-line of stdout) whose fields docs/performance.md explains. Nothing is written
-outside one temporary directory, which is removed at the end.
+line of stdout) whose fields docs/performance.md explains. It writes into one
+temporary directory and the engine's session roots, all removed at the end;
+``--basetemp DIR`` puts both below DIR, so a caller can check that nothing is
+left there, whatever else runs on the machine.
 """
 
 from __future__ import annotations
@@ -65,6 +67,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="installs per site size in the detection benchmark (default 5)",
     )
     parser.add_argument("--no-matrix", action="store_true", help="skip the two matrix runs")
+    parser.add_argument(
+        "--basetemp",
+        default=None,
+        metavar="DIR",
+        help="an existing directory for the work directory and every session root "
+        "(default: TMPDIR, and the engine's choice for session roots)",
+    )
     parser.add_argument("--overhead-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--backend", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--python", default=None, help=argparse.SUPPRESS)
@@ -106,7 +115,7 @@ def load_average() -> float | None:
         return None
 
 
-def other_backends(work: Path, iterations: int) -> dict[str, dict[str, Any]]:
+def other_backends(work: Path, iterations: int, basetemp: str | None) -> dict[str, dict[str, Any]]:
     """Backends this process cannot use directly, each measured where it can be."""
     results: dict[str, dict[str, Any]] = {}
     if os.geteuid() == 0:
@@ -127,6 +136,8 @@ def other_backends(work: Path, iterations: int) -> dict[str, dict[str, Any]]:
             os.chown(tmp, NOBODY, NOBODY)
             python = chmod_base()
             extra = ["--backend", "chmod", "--iterations", str(iterations)]
+            if basetemp is not None:  # its session roots too: in its own TMPDIR
+                extra += ["--basetemp", str(tmp)]
             if python:
                 extra += ["--python", python]
             results["chmod"] = measure.overhead_subprocess(
@@ -182,16 +193,16 @@ def run_all(args: argparse.Namespace, work: Path, base_tmp: str) -> dict[str, An
     }
 
     progress("overhead of system() scenarios")
-    main = measure.overhead(None, args.iterations)
+    main = measure.overhead(None, args.iterations, basetemp=args.basetemp)
     by_backend = {main.get("backend", "auto"): main}
     if not args.quick:
         progress("overhead with the other backends")
-        by_backend.update(other_backends(work, args.iterations))
+        by_backend.update(other_backends(work, args.iterations, args.basetemp))
         for name in ("mountns",):
             if name not in by_backend:
-                by_backend[name] = measure.overhead(name, args.iterations)
+                by_backend[name] = measure.overhead(name, args.iterations, basetemp=args.basetemp)
     progress("breakdown (instrumented pass)")
-    split = measure.breakdown(None, max(10, args.iterations // 2))
+    split = measure.breakdown(None, max(10, args.iterations // 2), args.basetemp)
     data["overhead_backend"] = main.get("backend")
     data["overhead_ms_median"] = main["total"]["median"] if main.get("available") else None
     data["overhead_ms_median_by_backend"] = {
@@ -222,7 +233,9 @@ def run_all(args: argparse.Namespace, work: Path, base_tmp: str) -> dict[str, An
     data["overhead_ms_median_by_fs"] = by_fs
 
     progress("session setup: cold, warm and uncached template cache")
-    setup = startup.session_setup(work, 1 if args.quick else 3, 2 if args.quick else 7)
+    setup = startup.session_setup(
+        work, 1 if args.quick else 3, 2 if args.quick else 7, args.basetemp
+    )
     data["session_setup_detail"] = setup
     data["session_setup_cold_ms"] = setup.get("cold_ms_median")
     data["session_setup_warm_ms"] = setup.get("warm_ms_median")
@@ -241,8 +254,8 @@ def run_all(args: argparse.Namespace, work: Path, base_tmp: str) -> dict[str, An
 
     progress("uv and pip installs of one small wheel")
     wheel = small_wheel(work, "benchsmall")
-    uv = measure.installs("uv", wheel, args.uv, args.warmup)
-    pip = measure.installs("pip", wheel, args.pip, args.warmup)
+    uv = measure.installs("uv", wheel, args.uv, args.warmup, args.basetemp)
+    pip = measure.installs("pip", wheel, args.pip, args.warmup, args.basetemp)
     data["uv_install_ms_median"] = uv["installer"]["median"] if uv.get("available") else None
     data["pip_install_ms_median"] = pip["installer"]["median"] if pip.get("available") else None
     data["install_detail"] = {"uv": uv, "pip": pip}
@@ -253,7 +266,7 @@ def run_all(args: argparse.Namespace, work: Path, base_tmp: str) -> dict[str, An
     detect: dict[str, Any] = {}
     for label, n in sizes.items():
         progress(f"change detection, site of {n} files")
-        detect[label] = measure.detection(n, args.detect_rounds, work)
+        detect[label] = measure.detection(n, args.detect_rounds, work, args.basetemp)
         data[f"detect_ms_{label}"] = detect[label].get("detect_ms_median")
         data[f"snapshot_ms_{label}"] = detect[label].get("snapshot_ms_median")
     data["detect_detail"] = detect
@@ -271,9 +284,9 @@ def run_all(args: argparse.Namespace, work: Path, base_tmp: str) -> dict[str, An
             }
         else:
             progress("matrix, serial")
-            serial = measure.matrix(work, None)
+            serial = measure.matrix(work, None, basetemp=args.basetemp)
             progress("matrix, -n 2")
-            parallel = measure.matrix(work, 2)
+            parallel = measure.matrix(work, 2, basetemp=args.basetemp)
         progress("installperm_fakefs")
         fake = measure.fakefs(work, 30)
     data["matrix_s"] = serial.get("seconds")
@@ -422,21 +435,28 @@ def table(data: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.overhead_only:
-        result = measure.overhead(args.backend, args.iterations, python=args.python)
+        result = measure.overhead(
+            args.backend, args.iterations, basetemp=args.basetemp, python=args.python
+        )
         print(json.dumps({"overhead": result}, sort_keys=True))
         return 0
     if args.iterations < 30 and not args.quick:
         print("--iterations must be at least 30 (medians of fewer are noise)", file=sys.stderr)
         return 2
-    work = Path(tempfile.mkdtemp(prefix="installperm-bench-"))
+    if args.basetemp is not None and not os.path.isdir(args.basetemp):
+        print(f"--basetemp {args.basetemp}: is not an existing directory", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="installperm-bench-", dir=args.basetemp))
     previous = tempfile.tempdir
-    base_tmp = tempfile.gettempdir()
+    base_tmp = args.basetemp or tempfile.gettempdir()
     try:
         # 0711: a dropped uid must traverse to the session root inside.
         os.chmod(work, 0o711)
         tempfile.tempdir = str(work)
         data = run_all(args, work, base_tmp)
-        data["containment_ms_median"] = containment.extra_ms_median(10 if args.quick else 100)
+        data["containment_ms_median"] = containment.extra_ms_median(
+            10 if args.quick else 100, args.basetemp
+        )
         data["workdir"] = str(work)
     finally:
         tempfile.tempdir = previous

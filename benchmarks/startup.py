@@ -28,9 +28,11 @@ from pytest_installperm.session import Session
 Result = dict[str, Any]
 
 
-def first_system(cache_dir: Path | None, *, use_cache: bool = True) -> float:
+def first_system(
+    cache_dir: Path | None, *, use_cache: bool = True, basetemp: str | None = None
+) -> float:
     """Seconds for the first ``system()`` of a new session; the session is removed."""
-    session = Session(cache_dir=cache_dir, use_cache=use_cache)
+    session = Session(cache_dir=cache_dir, use_cache=use_cache, basetemp=basetemp)
     factory = InstallPerm(session)
     try:
         start = time.perf_counter()
@@ -41,7 +43,9 @@ def first_system(cache_dir: Path | None, *, use_cache: bool = True) -> float:
         session.close()
 
 
-def session_setup(work: Path, cold_runs: int, warm_runs: int) -> Result:
+def session_setup(
+    work: Path, cold_runs: int, warm_runs: int, basetemp: str | None = None
+) -> Result:
     """Cold, warm and uncached session setup in ms (medians), side by side."""
     cold: list[float] = []
     warm: list[float] = []
@@ -51,10 +55,10 @@ def session_setup(work: Path, cold_runs: int, warm_runs: int) -> Result:
             # A fresh cache each time; the parent is 0711 so a dropped uid reaches it.
             cache = Path(tempfile.mkdtemp(prefix="cache-", dir=work)) / "templates"
             cache.parent.chmod(0o711)
-            cold.append(first_system(cache))
-            uncached.append(first_system(None, use_cache=False))
+            cold.append(first_system(cache, basetemp=basetemp))
+            uncached.append(first_system(None, use_cache=False, basetemp=basetemp))
             for _ in range(warm_runs if i == 0 else 0):
-                warm.append(first_system(cache))
+                warm.append(first_system(cache, basetemp=basetemp))
             shutil.rmtree(cache.parent, ignore_errors=True)
     except pytest.skip.Exception as exc:
         return {"available": False, "reason": str(getattr(exc, "msg", exc))}

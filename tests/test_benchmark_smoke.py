@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from pytest_installperm.sandbox import default_parent
 
 BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
 NUMBER = (int, float)
@@ -47,13 +50,22 @@ OPTIONAL = {
 
 
 def test_quick_benchmark_prints_every_field() -> None:
-    out = subprocess.run(
-        [sys.executable, str(BENCHMARK), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    # A directory of this run's own, where the engine would put session roots
+    # (a tmpfs if there is one): other sessions on this machine cannot add to
+    # it, so "empty afterwards" means this benchmark left nothing behind.
+    private = tempfile.mkdtemp(prefix="bench-smoke-", dir=default_parent())
+    try:
+        os.chmod(private, 0o711)  # a dropped uid must reach the sessions inside
+        out = subprocess.run(
+            [sys.executable, str(BENCHMARK), "--quick", "--basetemp", private],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        left = sorted(os.listdir(private))
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
     assert out.returncode == 0, out.stderr[-3000:]
     data = json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -77,6 +89,10 @@ def test_quick_benchmark_prints_every_field() -> None:
         reason = data[detail][key] if key else data[detail]
         assert isinstance(value, NUMBER) or (value is None and isinstance(reason["reason"], str))
     assert all(v in (True, False, None) for v in data["goals"].values())
-    # Its own directory only: other benchmarks may be running on this machine.
-    assert data["workdir"].startswith(tempfile.gettempdir())
-    assert not os.path.exists(data["workdir"]), "the benchmark left its directory behind"
+    assert os.path.dirname(data["workdir"]) == private
+    assert all(
+        os.path.dirname(detail["session_root"]) == private
+        for detail in data["overhead_detail"].values()
+        if detail.get("available")
+    ), data["overhead_detail"]
+    assert left == [], f"the benchmark left {left} behind in {private}"
