@@ -20,7 +20,7 @@ from pytest_installperm.locks import LockSpec
 from pytest_installperm.roles import HOME, role_of, sandbox_roles
 from pytest_installperm.run import Exit, RunResult
 from pytest_installperm.schemes import Schemes
-from pytest_installperm.world import Arg, Builder, BuildRequest, SandboxState, World
+from pytest_installperm.world import MODES, Arg, Builder, BuildRequest, Mode, SandboxState, World
 
 if TYPE_CHECKING:
     from pytest_installperm.backends.contain.limits import Limits
@@ -100,6 +100,11 @@ class Environment:
     def backend(self) -> str:
         return self.world.backend
 
+    @property
+    def mode(self) -> Mode:
+        """Where the interpreter runs (``in-place``, ``relocated``, ``in-process``) and why."""
+        return self.world.mode
+
     def paths(self, role: str, base: str | os.PathLike[str] | None = None) -> Mapping[str, Path]:
         """Scheme paths (purelib, platlib, scripts, data, headers) of a scheme:
         ``system``, ``user``, or ``prefix``/``target``/``root`` with ``base=DIR``
@@ -110,10 +115,28 @@ class Environment:
         """The most specific role whose directory holds ``path``."""
         return role_of(self.roles, path)
 
+    def seen_as(self, path: str | os.PathLike[str]) -> Path:
+        """A sandbox path as the installer sees it: in place, the real path
+        that the sandbox directory is bound on (``/usr/local/lib/...``)."""
+        return self._real(f"env.seen_as({os.fspath(path)!r})").seen_as(Path(path))
+
+    def in_sandbox(self, path: str | os.PathLike[str]) -> Path:
+        """A path the installer named (in a message, a RECORD, a shebang) as
+        the sandbox path it is (lexically: nothing is resolved or followed)."""
+        return self._real(f"env.in_sandbox({os.fspath(path)!r})").in_sandbox(Path(path))
+
+    def describe(self) -> str:
+        """What this environment is: kind, interpreter, mode and why, backend, lock."""
+        return (
+            f"{self.kind} environment on {self.python}\n"
+            f"  mode: {self.mode}\n"
+            f"  backend: {self.backend}; {self.spec.describe()}"
+        )
+
     def __repr__(self) -> str:
         return (
-            f"<Environment {self.kind} python={self.python} backend={self.backend} "
-            f"{self.spec.describe()}>"
+            f"<Environment {self.kind} python={self.python} mode={self.mode.name} "
+            f"backend={self.backend} {self.spec.describe()}>"
         )
 
     # -- the real world's own parts ----------------------------------------
@@ -236,8 +259,16 @@ class InstallPerm:
         backend: str | None = None,
         layout: str | Layout | None = None,
         path: Iterable[str | os.PathLike[str]] | None = None,
+        mode: str | None = None,
     ) -> Environment:
-        """A relocated copy of ``python`` (default: the running one), not a venv.
+        """``python`` (default: the running one) as a system interpreter, not a venv.
+
+        ``mode`` (default: the session's, ``--installperm-mode``):
+        ``"in-place"`` runs the real interpreter at its real path, the
+        sandbox's directories bound over its real system scheme in the child's
+        mount namespace (a skip, with the reason, where that cannot be had);
+        ``"relocated"`` a copy in the sandbox; ``"auto"`` in place where
+        possible, else relocated. ``env.mode`` says which ran and why.
 
         ``layout`` (in-process mode only) picks the scheme shapes: ``posix``
         (default), ``macos-framework`` or ``windows``. ``path`` is the child's
@@ -253,8 +284,10 @@ class InstallPerm:
             user_site=user_site,
             externally_managed=externally_managed,
         )
+        if mode is not None and mode not in MODES:
+            raise ValueError(f"mode={mode!r}: must be one of {', '.join(MODES)}")
         request = BuildRequest(
-            spec, False, False, tuple(preinstalled), python, backend, layout, check_path(path)
+            spec, False, False, tuple(preinstalled), python, backend, layout, check_path(path), mode
         )
         return self._build(request)
 

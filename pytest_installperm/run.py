@@ -83,6 +83,7 @@ class RunResult(PlacementAssertions):
             else f"exit status {self.returncode}"
         )
         head = f"$ {' '.join(self.argv)}\n  {status} (backend {self.backend})"
+        head += f"\n  mode: {self.environment.mode}"
         if self.error:
             head += f"\n  could not start: {self.error}"
         for name, dropped in (("stdout", self.stdout_dropped), ("stderr", self.stderr_dropped)):

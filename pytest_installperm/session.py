@@ -126,10 +126,13 @@ class Session:
         installers: Sequence[Installer] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         use_cache: bool = True,
+        mode: str = "relocated",
     ) -> None:
         """``installers``: the presets whose programs, libraries and isolation
-        children get (default: every registered preset)."""
+        children get (default: every registered preset). ``mode``: where
+        ``system()`` puts the interpreter unless it says (see ``world.MODES``)."""
         self.backend_name = backend
+        self.mode = mode
         self.basetemp = basetemp
         where = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         #: Templates shared across sessions; None: each session builds its own.
@@ -408,27 +411,41 @@ class Session:
             raise
         finally:
             sandbox.remove()
-        return SchemeFacts(
-            system=dict(data["system"]),  # type: ignore[call-overload]
-            user=dict(data["user"]),  # type: ignore[call-overload]
-            userbase=str(data["userbase"]),
-            enable_user_site=bool(data["enable_user_site"]),
-            prefix_layout={
-                k: str(v)
-                for k, v in relative_layout(
-                    data["prefix"],  # type: ignore[arg-type]
-                    str(data["prefix_base"]),
-                ).items()
-            },
-            probe_prefix=str(sandbox.prefix),
-            probe_venv=str(sandbox.venv),
-            probe_home=str(sandbox.home),
-        )
+        return _scheme_facts(data, sandbox)
+
+    def real_schemes(self, base: BaseInterpreter) -> SchemeFacts:
+        """Ask ``base`` itself, where it lives, for its schemes (in-place mode), once."""
+        key = (str(base.executable), False, False, "in-place")
+        if key not in self._schemes:
+            sandbox = Sandbox(self.root.new_dir("probe-"))
+            env = sandbox.child_env(path_dirs=[Path(d) for d in SYSTEM_PATH])
+            try:
+                data = query_schemes(base.executable, env, {"cwd": "/"})
+            finally:
+                sandbox.remove()
+            self._schemes[key] = _scheme_facts(data, sandbox)
+        return self._schemes[key]
 
     def close(self) -> None:
         if self._root is not None:
             self._root.remove()
             self._root = None
+
+
+def _scheme_facts(data: dict[str, Any], sandbox: Sandbox) -> SchemeFacts:
+    """A scheme probe's answer, with the probe sandbox's paths as placeholders."""
+    return SchemeFacts(
+        system=dict(data["system"]),
+        user=dict(data["user"]),
+        userbase=str(data["userbase"]),
+        enable_user_site=bool(data["enable_user_site"]),
+        prefix_layout={
+            k: str(v) for k, v in relative_layout(data["prefix"], str(data["prefix_base"])).items()
+        },
+        probe_prefix=str(sandbox.prefix),
+        probe_venv=str(sandbox.venv),
+        probe_home=str(sandbox.home),
+    )
 
 
 def _package_dir(dist: importlib.metadata.Distribution) -> Path:

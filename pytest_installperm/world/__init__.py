@@ -34,6 +34,26 @@ if TYPE_CHECKING:
 
 Arg = Union[str, "os.PathLike[str]"]
 
+#: ``system(mode=...)``: ``auto`` (in place where a mount namespace allows it,
+#: else relocated), or one of the two forced.
+MODES = ("auto", "in-place", "relocated")
+
+
+@dataclass(frozen=True)
+class Mode:
+    """Which mode an environment runs in, and why (``env.mode``).
+
+    ``in-place``: the real interpreter at its real path, the sandbox bound
+    over its system scheme; ``relocated``: a copy in the sandbox;
+    ``in-process``: pyfakefs, no child at all.
+    """
+
+    name: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.reason})"
+
 
 class SandboxState(Protocol):
     """The before-state of a sandbox; :meth:`update` diffs and advances it."""
@@ -59,8 +79,8 @@ class BuildRequest:
     #: The child's PATH (real world): directories or the role names
     #: ``system-scripts`` and ``user-scripts``; None for a real system's.
     path: tuple[str | os.PathLike[str], ...] | None = None
-    #: ``relocated`` or ``in-place`` (real world).
-    mode: str = "relocated"
+    #: One of :data:`MODES` (real world); None: the session's default.
+    mode: str | None = None
 
 
 class World(Protocol):
@@ -68,6 +88,8 @@ class World(Protocol):
 
     #: ``env.backend``: how locks are enforced (``chmod``, ..., ``fakefs``).
     backend: str
+    #: ``env.mode``: where the interpreter runs, and why.
+    mode: Mode
 
     def snapshot(self) -> SandboxState:
         """The state the next run's changes are computed against."""
@@ -106,4 +128,4 @@ class Builder(Protocol):
     def close(self) -> None: ...
 
 
-__all__ = ["Arg", "BuildRequest", "Builder", "SandboxState", "World"]
+__all__ = ["MODES", "Arg", "BuildRequest", "Builder", "Mode", "SandboxState", "World"]

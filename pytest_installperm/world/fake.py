@@ -50,7 +50,7 @@ from pytest_installperm.roles import CACHE, STAGE, TMP, WORK
 from pytest_installperm.run import Exit
 from pytest_installperm.schemes import Schemes, relative_layout
 from pytest_installperm.wheels import install_wheel
-from pytest_installperm.world import Arg, BuildRequest
+from pytest_installperm.world import Arg, BuildRequest, Mode
 from pytest_installperm.world.calls import call_captured, describe_call
 from pytest_installperm.world.fake_traps import (
     BACKEND,
@@ -80,6 +80,7 @@ class FakeWorld:
     """One fake environment's tree, and the interpreter answers that go with it."""
 
     backend = BACKEND
+    mode = Mode("in-process", "installperm_fakefs: pyfakefs in this process, no child")
 
     def __init__(self, builder: FakeBuilder, root: Path, answers: Answers, *, venv: bool) -> None:
         self.builder = builder
@@ -334,6 +335,11 @@ def _refuse_subprocess_only(request: BuildRequest) -> None:
             f"installperm_fakefs: lock_mode={request.spec.mode!r}: pyfakefs denies writes "
             "with EACCES only; a read-only filesystem (EROFS) needs the installperm "
             "fixture's 'mountns' backend"
+        )
+    if request.mode not in (None, "auto"):
+        raise FakefsError(
+            f"installperm_fakefs: mode={request.mode!r}: the in-process mode has no child "
+            "process, so no interpreter to run in place or relocate; use the installperm fixture"
         )
     if request.backend not in (None, BACKEND):
         raise FakefsError(

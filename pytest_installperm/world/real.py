@@ -1,5 +1,6 @@
-"""The real world: a relocated interpreter in an on-disk sandbox, a backend
-that makes the lock plan hold at the kernel level, and child processes.
+"""The real world: an interpreter (relocated into an on-disk sandbox, or in
+place, see :mod:`pytest_installperm.inplace`), a backend that makes the lock
+plan hold at the kernel level, and child processes.
 
 Composed from the session (interpreter templates, scheme probes, the pip
 copy, installer programs), the sandbox and the backends; it adds only the
@@ -22,17 +23,23 @@ from pytest_installperm import safefs
 from pytest_installperm.backends import Backend, Launch
 from pytest_installperm.changes import Snapshot
 from pytest_installperm.environment import PATH_ROLES, Environment
-from pytest_installperm.errors import FakefsError, LockUnavailable, UnreadableArgumentError
-from pytest_installperm.interpreter import Template, create_venv
+from pytest_installperm.errors import (
+    FakefsError,
+    InterpreterError,
+    LockUnavailable,
+    UnreadableArgumentError,
+)
+from pytest_installperm.interpreter import BaseInterpreter, Template, create_venv
 from pytest_installperm.locks import LockSpec, Plan
 from pytest_installperm.run import Exit, execute
 from pytest_installperm.sandbox import SYSTEM_PATH, Sandbox
 from pytest_installperm.schemes import SCHEME_KEYS, Schemes
 from pytest_installperm.session import PipCopy, SchemeFacts, Session, library_path
-from pytest_installperm.world import Arg, BuildRequest
+from pytest_installperm.world import Arg, BuildRequest, Mode
 
 if TYPE_CHECKING:
     from pytest_installperm.backends.contain.limits import Limits
+    from pytest_installperm.inplace import InPlace
 
 #: A real system's PATH: its own scripts directory and the usual system
 #: directories, not the user's scripts directory (``~/.local/bin`` is usually
@@ -64,7 +71,15 @@ class RealWorld:
         path_dirs: Sequence[Path],
         defaults: Mapping[str, str],
         tools: Path,
+        mode: Mode,
+        in_place: InPlace | None = None,
+        python: Path | None = None,
     ) -> None:
+        #: Which mode ran and why (``env.mode``).
+        self.mode = mode
+        self._in_place = in_place
+        #: In place: the real interpreter, passed to the child as it is.
+        self._python = python
         self.sandbox = sandbox
         self._backend = backend
         self.backend = backend.name
@@ -86,7 +101,7 @@ class RealWorld:
         return self._snapshot
 
     def child_env(self, extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
-        dirs = [self._tools, *self._path_dirs]
+        dirs = list(dict.fromkeys([self._tools, *map(self.seen_as, self._path_dirs)]))
         return self.sandbox.child_env(path_dirs=dirs, extra=extra, defaults=self._defaults)
 
     def _stage(self, arg: Arg) -> str:
@@ -101,6 +116,8 @@ class RealWorld:
         child's own and are passed as they are, never followed by us.
         """
         if isinstance(arg, os.PathLike):
+            if self._python is not None and Path(arg) == self._python:
+                return str(arg)  # the real interpreter, in place: never a copy
             return self._stage_path(Path(arg), always=True)
         text = str(arg)
         if text.startswith("-") and "=" in text:
@@ -154,7 +171,16 @@ class RealWorld:
 
     def launch(self, argv: Sequence[str]) -> Launch:
         """How the backend starts ``argv`` under this environment's plan."""
-        return self._backend.launch(argv, self.sandbox.root, self.plan)
+        launch = self._backend.launch(argv, self.sandbox.root, self.plan)
+        return launch if self._in_place is None else self._in_place.mounted(launch)
+
+    def seen_as(self, path: Path) -> Path:
+        """A sandbox path as the child sees it (in place: the real path it is bound on)."""
+        return path if self._in_place is None else self._in_place.seen_as(path)
+
+    def in_sandbox(self, path: Path) -> Path:
+        """A path the child named, as the sandbox path the parent reads (lexically)."""
+        return path if self._in_place is None else self._in_place.in_sandbox(path)
 
     def call(
         self, fn: Callable[..., Any], args: Iterable[Any], kwargs: Mapping[str, Any]
@@ -233,7 +259,7 @@ class _writable:
 
 
 class RealBuilder:
-    """Builds real environments from the session's templates."""
+    """Builds real environments from the session's templates, or in place."""
 
     def __init__(self, session: Session, backend: str | None = None) -> None:
         self._session = session
@@ -246,19 +272,20 @@ class RealBuilder:
                 f"layout={request.layout!r}: scheme layouts are faked by installperm_fakefs "
                 "only; a real interpreter has its own"
             )
-        session, spec, venv = self._session, request.spec, request.venv
+        session, spec = self._session, request.spec
+        asked = request.mode or session.mode
         backend: Backend | None = None
         try:
             backend = session.backend(spec, request.backend or self._backend)
             base = session.base(request.python)
-            template = session.template(base, readable=backend.needs_readable_copies)
-            facts = session.schemes(
-                template, backend, venv=venv, system_site_packages=request.system_site_packages
-            )
         except LockUnavailable as exc:
             if backend is not None:
                 backend.release()
             pytest.skip(str(exc))
+        except InterpreterError as exc:
+            if backend is not None:
+                backend.release()
+            raise InterpreterError(f"{exc} (mode {asked}: neither mode can use it)") from exc
         pip = None if _brings_pip(request.preinstalled) else session.pip()
         if pip is not None and not pip.runs_on(base.version):
             backend.release()
@@ -267,9 +294,77 @@ class RealBuilder:
                 f"{pip.requires_python}; base interpreter {base.executable} is Python "
                 f"{base.version}: pass a pip wheel that runs on it in preinstalled="
             )
+        if asked == "relocated":
+            why = "asked for" if request.mode else f"the session's mode ({asked})"
+        else:
+            env_or_why = self._in_place(request, backend, base, pip)
+            if isinstance(env_or_why, Environment):
+                return env_or_why
+            if asked == "in-place":
+                backend.release()
+                pytest.skip(
+                    f"mode in-place for {base.executable} is not possible here: {env_or_why}"
+                )
+            why = f"in place is not possible: {env_or_why}"
+        return self._relocated(request, backend, base, pip, Mode("relocated", why))
+
+    def _in_place(
+        self, request: BuildRequest, backend: Backend, base: BaseInterpreter, pip: PipCopy | None
+    ) -> Environment | str:
+        """The environment in place, or why it cannot be had."""
+        from pytest_installperm.backends.contain import namespace_mode
+        from pytest_installperm.inplace import plan, why_not
+
+        if request.venv:
+            return "venv() is always built on a relocated copy"
+        namespace = namespace_mode()
+        blocked = why_not(request.spec, base, namespace)
+        if blocked is not None:
+            return blocked
+        try:
+            facts = self._session.real_schemes(base)
+        except InterpreterError as exc:
+            return str(exc)
+        sandbox = Sandbox(self._session.root.new_dir("sandbox-"))
+        try:
+            real = {k: where(facts, facts.system[k], sandbox) for k in SCHEME_KEYS}
+            mounts = plan(base, real, sandbox.prefix, sandbox.root, backend.owner())
+            if isinstance(mounts, str):
+                sandbox.remove()
+                return mounts
+            how = "as root" if namespace[0] == "mount" else "in a user namespace"
+            mode = Mode("in-place", f"{base.executable} at its real path, bind mounts made {how}")
+            return _assemble_in_place(
+                sandbox, mounts, real, facts, base, request, backend, self._session, pip, mode
+            )
+        except BaseException:
+            sandbox.remove()
+            backend.release()
+            raise
+
+    def _relocated(
+        self,
+        request: BuildRequest,
+        backend: Backend,
+        base: BaseInterpreter,
+        pip: PipCopy | None,
+        mode: Mode,
+    ) -> Environment:
+        session = self._session
+        try:
+            template = session.template(base, readable=backend.needs_readable_copies)
+            facts = session.schemes(
+                template,
+                backend,
+                venv=request.venv,
+                system_site_packages=request.system_site_packages,
+            )
+        except LockUnavailable as exc:
+            backend.release()
+            pytest.skip(f"{exc} (mode relocated: {mode.reason})")
         sandbox = Sandbox(session.root.new_dir("sandbox-"))
         try:
-            return _assemble(sandbox, template, facts, request, backend, session, pip)
+            return _assemble(sandbox, template, facts, request, backend, session, pip, mode)
         except BaseException:
             sandbox.remove()
             backend.release()
@@ -277,6 +372,11 @@ class RealBuilder:
 
     def close(self) -> None:
         """Nothing to release: the session owns the templates."""
+
+
+def where(facts: SchemeFacts, value: str, sandbox: Sandbox) -> Path:
+    """A probe's path in ``sandbox`` (the probe's own sandbox paths mapped)."""
+    return facts.relocate(value, prefix=sandbox.prefix, venv=sandbox.venv, home=sandbox.home)
 
 
 def _assemble(
@@ -287,6 +387,7 @@ def _assemble(
     backend: Backend,
     session: Session,
     pip: PipCopy | None,
+    mode: Mode,
 ) -> Environment:
     """Build the tree, install what must be there, lock, and snapshot."""
     spec = request.spec
@@ -298,17 +399,10 @@ def _assemble(
             template.base.version,
             system_site_packages=request.system_site_packages,
         )
-
-    def where(value: str) -> Path:
-        return facts.relocate(value, prefix=sandbox.prefix, venv=sandbox.venv, home=sandbox.home)
-
-    system = {k: where(facts.system[k]) for k in SCHEME_KEYS}
-    user = {k: where(facts.user[k]) for k in SCHEME_KEYS}
-    scaffold = spec.scaffold(
-        system, home=sandbox.home, userbase=where(facts.userbase), user_scripts=user["scripts"]
-    )
-    for directory in scaffold:
-        directory.mkdir(parents=True, exist_ok=True)
+    system = {k: where(facts, facts.system[k], sandbox) for k in SCHEME_KEYS}
+    user = {k: where(facts, facts.user[k], sandbox) for k in SCHEME_KEYS}
+    userbase = where(facts, facts.userbase, sandbox)
+    _scaffold(spec, system, user, userbase, sandbox)
     if pip is not None:
         _install_pip(pip, system, python, template.base.version)
     for wheel in request.preinstalled:
@@ -323,13 +417,14 @@ def _assemble(
         path_dirs=resolve_path(request.path, {"system": system, "user": user}),
         defaults=defaults,
         tools=session.tools(),
+        mode=mode,
     )
     env = Environment(
         kind="venv" if request.venv else "system",
         root=sandbox.root,
         python=python,
         prefix=sandbox.venv if request.venv else sandbox.prefix,
-        userbase=where(facts.userbase),
+        userbase=userbase,
         spec=spec,
         schemes=Schemes(system, user, {k: Path(v) for k, v in facts.prefix_layout.items()}),
         world=world,
@@ -337,6 +432,83 @@ def _assemble(
     world.lock(spec, env.roles)
     world.snapshot()
     return env
+
+
+def _assemble_in_place(
+    sandbox: Sandbox,
+    mounts: InPlace,
+    real: Mapping[str, Path],
+    facts: SchemeFacts,
+    base: BaseInterpreter,
+    request: BuildRequest,
+    backend: Backend,
+    session: Session,
+    pip: PipCopy | None,
+    mode: Mode,
+) -> Environment:
+    """The real interpreter, with the sandbox bound over its system scheme."""
+    spec = request.spec
+    mounts.build()
+    system = mounts.scheme(real)
+    user = {k: where(facts, facts.user[k], sandbox) for k in SCHEME_KEYS}
+    userbase = where(facts, facts.userbase, sandbox)
+    _scaffold(spec, system, user, userbase, sandbox)
+    if pip is not None:
+        _install_pip(pip, system, base.executable, base.version)
+    for wheel in request.preinstalled:
+        _preinstall(Path(wheel), system, base.executable, sandbox.root)
+    defaults = {**session.isolation(sandbox), **_loader_path(base)}
+    if not spec.user_site:
+        defaults["PYTHONNOUSERSITE"] = "1"
+    world = RealWorld(
+        sandbox,
+        backend,
+        path_dirs=resolve_path(request.path, {"system": system, "user": user}),
+        defaults=defaults,
+        tools=session.tools(),
+        mode=mode,
+        in_place=mounts,
+        python=base.executable,
+    )
+    env = Environment(
+        kind="system",
+        root=sandbox.root,
+        python=base.executable,
+        prefix=sandbox.prefix,
+        userbase=userbase,
+        spec=spec,
+        schemes=Schemes(system, user, {k: Path(v) for k, v in facts.prefix_layout.items()}),
+        world=world,
+    )
+    world.lock(spec, env.roles)
+    world.snapshot()
+    return env
+
+
+def _loader_path(base: BaseInterpreter) -> dict[str, str]:
+    """LD_LIBRARY_PATH, if ``base`` found its libpython only through ours (an
+    interpreter that was itself relocated). Without it the loader may pick up
+    another build's library (the distribution's), frozen stdlib modules and all."""
+    ours = os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep)
+    if base.libpython is not None and str(base.libpython.parent) in ours:
+        return {"LD_LIBRARY_PATH": str(base.libpython.parent)}
+    return {}
+
+
+def _scaffold(
+    spec: LockSpec,
+    system: Mapping[str, Path],
+    user: Mapping[str, Path],
+    userbase: Path,
+    sandbox: Sandbox,
+) -> None:
+    """The directories a sandbox is built with; in place, a scheme directory
+    left real (pyenv's headers) is not ours to create."""
+    for directory in spec.scaffold(
+        system, home=sandbox.home, userbase=userbase, user_scripts=user["scripts"]
+    ):
+        if _inside(directory, sandbox.root):
+            directory.mkdir(parents=True, exist_ok=True)
 
 
 def _install_pip(pip: PipCopy, scheme: Mapping[str, Path], python: Path, version: str) -> None:

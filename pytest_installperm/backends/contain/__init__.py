@@ -50,6 +50,11 @@ class Containment:
     readonly: tuple[Path, ...] = ()
     #: The uid and gid to drop to, or None to keep ours.
     identity: tuple[int, int] | None = None
+    #: In-place mode (see :class:`Enter`): directories made traversable, as
+    #: (closed, kept, aside), and sandbox directories bound over real ones,
+    #: as (source, target).
+    traverse: tuple[tuple[Path, Path, Path], ...] = ()
+    binds: tuple[tuple[Path, Path], ...] = ()
 
     def popen_kwargs(
         self,
@@ -90,6 +95,10 @@ class Containment:
             os.getpid(),
             report_fd,
             pid_namespace_made=self.mode == "mount",
+            traverse=tuple(
+                (os.fsencode(c), os.fsencode(k), os.fsencode(a)) for c, k, a in self.traverse
+            ),
+            binds=tuple((os.fsencode(s), os.fsencode(t)) for s, t in self.binds),
         )
         kwargs["pass_fds"] = (*tuple(kwargs.get("pass_fds", ())), report_fd)  # type: ignore[arg-type]
         return kwargs

@@ -84,6 +84,12 @@ class Enter:
     #: The PID namespace was made by the thread that starts us (as root, see
     #: :func:`in_new_pid_namespace`): we are its pid 1 already, no waiter.
     pid_namespace_made: bool = False
+    #: In-place mode (:mod:`pytest_installperm.inplace`): each (closed, kept,
+    #: aside) makes the directory ``closed`` traversable (a 0711 tmpfs) with
+    #: only ``kept`` in it, bound back through the empty directory ``aside``;
+    #: then each (source, target) binds a sandbox directory over a real one.
+    traverse: tuple[tuple[bytes, bytes, bytes], ...] = ()
+    binds: tuple[tuple[bytes, bytes], ...] = ()
 
     def __call__(self) -> None:
         try:
@@ -121,6 +127,7 @@ class Enter:
         for path in self.readonly:
             libc.mount(path, path, None, MS_BIND | MS_REC, "bind a locked tree")
             libc.set_readonly(path, True, recursive=True)
+        self._in_place(libc)
         for path in self.masked:
             # Gone meanwhile, or out of our own reach (and so of the child's).
             with contextlib.suppress(OSError):
@@ -150,6 +157,27 @@ class Enter:
         socket.send_fds(channel, [b"ok"], [pidfd])
         channel.detach()
         os.close(pidfd)
+
+    def _in_place(self, libc: syscalls.Libc) -> None:
+        """The real interpreter's directories, replaced by the sandbox's. After
+        the locked trees: a bind of a read-only sandbox tree is read-only too."""
+        for closed, kept, aside in self.traverse:
+            libc.mount(kept, aside, None, MS_BIND | MS_REC, "bind aside")
+            libc.mount(
+                b"tmpfs",
+                closed,
+                b"tmpfs",
+                MS_NOSUID | MS_NODEV,
+                "mount a traversable tmpfs",
+                b"mode=0711",
+            )
+            os.mkdir(kept, 0o755)
+            os.chmod(kept, 0o755)
+            libc.mount(aside, kept, None, MS_BIND | MS_REC, "bind back")
+            libc.detach(aside, "unmount the aside bind")
+            libc.set_readonly(closed, True, recursive=True)
+        for source, target in self.binds:
+            libc.mount(source, target, None, MS_BIND | MS_REC, "bind in place")
 
     def _drop(self, libc: syscalls.Libc) -> None:
         if self.uid is not None and self.gid is not None:

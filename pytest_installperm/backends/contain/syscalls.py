@@ -29,6 +29,7 @@ MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
 MS_RELATIME = 0x200000
+MNT_DETACH = 0x2
 MOUNT_ATTR_RDONLY = 0x1
 AT_FDCWD = -100
 AT_RECURSIVE = 0x8000
@@ -87,6 +88,7 @@ class Libc:
             ctypes.c_ulong,
             ctypes.c_void_p,
         ]
+        lib.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
         lib.unshare.argtypes = [ctypes.c_int]
         lib.syscall.restype = ctypes.c_long
         lib.prctl.argtypes = [
@@ -106,12 +108,22 @@ class Libc:
         self.mountinfo = False  # remount mount by mount (kernels before 5.12)
 
     def mount(
-        self, source: bytes | None, target: bytes, fstype: bytes | None, flags: int, what: str
+        self,
+        source: bytes | None,
+        target: bytes,
+        fstype: bytes | None,
+        flags: int,
+        what: str,
+        data: bytes | None = None,
     ) -> None:
         check(
-            self.lib.mount(source, target, fstype, flags, None),
+            self.lib.mount(source, target, fstype, flags, data),
             f"{what} ({target.decode(errors='replace')})",
         )
+
+    def detach(self, target: bytes, what: str) -> None:
+        """``umount -l target``."""
+        check(self.lib.umount2(target, MNT_DETACH), f"{what} ({target.decode(errors='replace')})")
 
     def set_readonly(self, path: bytes, readonly: bool, *, recursive: bool) -> None:
         """Make the mounts at (and with ``recursive``, below) ``path`` read-only

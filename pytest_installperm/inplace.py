@@ -1,0 +1,213 @@
+"""In-place mode: the real interpreter at its real path.
+
+Relocation copies an interpreter into the sandbox, so ``sys.prefix`` and every
+path an installer prints name the sandbox, while the config variables
+(``LIBDIR``, ``BINDIR``, ``prefix``) still name the original, which a dropped
+uid may not even reach (pyenv under a 0700 ``/root``; virtualenv, and so pdm
+and hatch, then fail). In place, the child runs the base interpreter where it
+lives. Inside the child's private mount namespace only, the real system
+scheme's directories are replaced by the sandbox's own (bind mounts), and a
+directory on the way to the interpreter that the child's uid cannot enter
+becomes a 0711 tmpfs holding only the interpreter's tree, bound back. The host
+sees none of it.
+
+The sandbox directories mirror the real paths below the sandbox's prefix
+(``prefix/usr/local/lib/python3.11/dist-packages``), so that changes,
+``env.paths()`` and the verdicts work on them as in relocated mode, while the
+installer's messages, shebangs and RECORD files name the real paths
+(:meth:`InPlace.seen_as` maps one to the other).
+
+What is bound: the scheme's ``data`` directory when it is not the
+interpreter's own prefix (Debian's ``/usr/local`` holds purelib, scripts and
+headers too), else purelib, platlib and scripts, and headers when the real
+directory holds nothing (pyenv's holds ``Python.h``, which stays visible). A
+scripts directory that holds the interpreter itself (pyenv's ``bin``) gets a
+copy of it first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_installperm.backends import Launch
+from pytest_installperm.errors import BackendError
+from pytest_installperm.interpreter import BaseInterpreter
+from pytest_installperm.locks import LockSpec
+from pytest_installperm.roles import is_under
+
+#: Scheme keys bound over, in the order they are considered (an outer
+#: directory first: a key below a bound one is covered by it).
+BOUND_KEYS = ("data", "purelib", "platlib", "scripts", "headers")
+#: The empty sandbox directory a kept tree is bound through (see Enter).
+ASIDE = ".inplace-aside"
+
+
+def why_not(spec: LockSpec, base: BaseInterpreter, namespace: tuple[str, str]) -> str | None:
+    """Why ``base`` cannot run in place for ``spec``, or None if it can.
+
+    ``namespace`` is containment's probe (mode, why not the better ones).
+    """
+    mode, reason = namespace
+    if mode not in ("mount", "userns"):
+        return f"no mount namespace can be made here ({reason})"
+    marker = base.stdlib / "EXTERNALLY-MANAGED"
+    if spec.externally_managed is not None and spec.externally_managed != marker.exists():
+        return (
+            f"externally_managed={spec.externally_managed} would change {marker}, "
+            "which stays the real one in place"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class InPlace:
+    """The mounts that put a sandbox in the real interpreter's place."""
+
+    #: (sandbox directory, real directory), outermost first.
+    binds: tuple[tuple[Path, Path], ...]
+    #: (closed directory, the subtree kept in it, the aside directory).
+    traverse: tuple[tuple[Path, Path, Path], ...]
+    #: (real file, its copy in a bound sandbox directory).
+    seeds: tuple[tuple[Path, Path], ...]
+
+    def seen_as(self, path: Path) -> Path:
+        """A sandbox path as the child sees it: the real path it is bound on."""
+        for source, target in self.binds:
+            if is_under(path, source):
+                return target / path.relative_to(source)
+        return path
+
+    def in_sandbox(self, path: Path) -> Path:
+        """A path the child named, as the sandbox path the parent reads.
+
+        Lexical only: nothing is resolved, so nothing the child wrote is followed.
+        """
+        for source, target in sorted(self.binds, key=lambda b: -len(b[1].parts)):
+            if is_under(path, target):
+                return source / path.relative_to(target)
+        return path
+
+    def scheme(self, real: Mapping[str, Path]) -> dict[str, Path]:
+        """The real system scheme as the parent sees it (sandbox directories)."""
+        return {key: self.in_sandbox(path) for key, path in real.items()}
+
+    def build(self) -> None:
+        """Create the sandbox directories and seed them (before the lock)."""
+        for source, _target in self.binds:
+            source.mkdir(parents=True, exist_ok=True)
+        for real, copy in self.seeds:
+            if real.is_symlink():
+                os.symlink(os.readlink(real), copy)
+            else:
+                shutil.copy2(real, copy)
+        for _closed, _kept, aside in self.traverse:
+            aside.mkdir(exist_ok=True)
+
+    def mounted(self, launch: Launch) -> Launch:
+        """``launch`` with these mounts made in its containment's namespace."""
+        if launch.containment is None:
+            raise BackendError(
+                f"in-place mode needs the child's own mount namespace; this launch has none: "
+                f"{list(launch.argv)}"
+            )
+        containment = dataclasses.replace(
+            launch.containment, traverse=self.traverse, binds=self.binds
+        )
+        return dataclasses.replace(launch, containment=containment)
+
+
+def plan(
+    base: BaseInterpreter,
+    real: Mapping[str, Path],
+    prefix: Path,
+    root: Path,
+    owner: tuple[int, int],
+) -> InPlace | str:
+    """The mounts that put the sandbox ``root`` (its mirrors below ``prefix``)
+    in place of ``base``'s real system scheme ``real``, or why they cannot."""
+    runtime = [base.executable, base.stdlib, base.prefix]
+    if base.libpython is not None:
+        runtime.append(base.libpython)
+    binds: list[tuple[Path, Path]] = []
+    seeds: list[tuple[Path, Path]] = []
+    for key in BOUND_KEYS:
+        target = real[key]
+        if any(is_under(target, t) for _s, t in binds):
+            continue
+        holds = [r for r in runtime if is_under(r, target) and r.parent != target]
+        if key in ("data", "headers") and (holds or not _plain_dir(target)):
+            continue  # stays the real one (read-only): see the module docstring
+        if key == "headers" and any(target.iterdir()):
+            continue
+        if holds:
+            return f"the real {key} directory {target} holds {holds[0]}, which must stay visible"
+        if not _plain_dir(target):
+            return f"the real {key} directory {target} is not a directory to bind over"
+        source = prefix / target.relative_to("/")
+        binds.append((source, target))
+        if is_under(base.executable, target):
+            seeds += _interpreter_files(base.executable, source)
+    traverse = _traverse(base, root, owner)
+    if isinstance(traverse, str):
+        return traverse
+    return InPlace(tuple(binds), traverse, tuple(seeds))
+
+
+def _plain_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _interpreter_files(executable: Path, copy_dir: Path) -> list[tuple[Path, Path]]:
+    """The interpreter and the links to it in its directory, to copy into ``copy_dir``."""
+    found = [(executable, copy_dir / executable.name)]
+    with os.scandir(executable.parent) as entries:
+        for entry in entries:
+            if entry.is_symlink() and Path(os.path.realpath(entry.path)) == executable:
+                found.append((Path(entry.path), copy_dir / entry.name))
+    return sorted(found)
+
+
+def _traverse(
+    base: BaseInterpreter, root: Path, owner: tuple[int, int]
+) -> tuple[tuple[Path, Path, Path], ...] | str:
+    """The directory on the way to the interpreter that the child's uid
+    cannot enter (at most one: a 0700 /root), with the subtree to keep."""
+    found = set()
+    needed = [base.prefix, base.executable.parent]
+    if base.libpython is not None:
+        needed.append(base.libpython.parent)
+    for path in needed:
+        for ancestor in [*reversed(path.parents), path][1:]:
+            if _enterable(ancestor.stat(), owner):
+                continue
+            if ancestor == path:
+                return f"{ancestor} cannot be entered by uid {owner[0]} and holds the interpreter"
+            found.add((ancestor, ancestor / path.relative_to(ancestor).parts[0]))
+            break
+    if not found:
+        return ()
+    if len(found) > 1:
+        return f"more than one directory on the way to {base.executable} is closed: {sorted(found)}"
+    ((closed, kept),) = found
+    if is_under(root, closed):
+        return f"the sandbox {root} is below {closed}, which the child's uid cannot enter"
+    return ((closed, kept, root / ASIDE),)
+
+
+def _enterable(info: os.stat_result, owner: tuple[int, int]) -> bool:
+    uid, gid = owner
+    if uid == 0:
+        return True
+    bit = (
+        stat.S_IXUSR if info.st_uid == uid else stat.S_IXGRP if info.st_gid == gid else stat.S_IXOTH
+    )
+    return bool(info.st_mode & bit)
+
+
+__all__ = ["ASIDE", "BOUND_KEYS", "InPlace", "plan", "why_not"]

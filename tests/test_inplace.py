@@ -1,0 +1,248 @@
+"""In-place mode: the real interpreter at its real path, the sandbox bound
+over its system scheme inside the child's mount namespace only."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+from conftest import _closure
+
+from pytest_installperm import InstallPerm
+from pytest_installperm.environment import Environment
+from pytest_installperm.errors import FakefsError, InterpreterError
+from pytest_installperm.fixtures import get_session
+from pytest_installperm.interpreter import running_base
+
+FALLBACK = "Defaulting to user installation because normal site-packages is not writeable"
+DEBIAN = Path("/usr/bin/python3.11")
+PROBE = (
+    "import json, sys, sysconfig; print(json.dumps({'prefix': sys.prefix, "
+    "'executable': sys.executable, 'purelib': sysconfig.get_paths()['purelib'], "
+    "'scripts': sysconfig.get_paths()['scripts'], "
+    "'LIBDIR': sysconfig.get_config_var('LIBDIR'), 'BINDIR': sysconfig.get_config_var('BINDIR')}))"
+)
+
+
+def probe(env: Environment) -> dict[str, str]:
+    run = env.run([env.python, "-c", PROBE])
+    assert run.returncode == 0, run.describe()
+    found: dict[str, str] = json.loads(run.stdout)
+    return found
+
+
+def listing(path: str | Path) -> list[tuple[str, int, int]]:
+    """Names, sizes and mtimes below ``path``, read by us, not by change tracking."""
+    found = []
+    for top, dirs, files in os.walk(path):
+        for name in sorted(dirs + files):
+            st = os.lstat(os.path.join(top, name))
+            found.append((os.path.join(top, name), st.st_size, st.st_mtime_ns))
+    return sorted(found)
+
+
+def test_debian_interpreter_in_its_real_place(installperm: InstallPerm, demo_wheel: Path) -> None:
+    if not DEBIAN.exists():
+        pytest.skip(f"{DEBIAN} (Debian's interpreter) is not here")
+    real_site = "/usr/local/lib/python3.11/dist-packages"
+    host_site, host_bin = listing(real_site), listing("/usr/local/bin")
+    env = installperm.system(python=DEBIAN, mode="in-place")
+    assert env.python == DEBIAN
+    assert env.mode.name == "in-place"
+    seen = probe(env)
+    assert seen["prefix"] == "/usr"
+    assert seen["purelib"] == real_site
+    assert env.seen_as(env.paths("system")["purelib"]) == Path(real_site)
+    result = env.pip("install", "--break-system-packages", demo_wheel)
+    assert FALLBACK in result.stdout, result.describe()
+    # The child's PATH has the real /usr/local/bin (the sandbox's, bound
+    # there), not the user's scripts directory: pip's real warning.
+    assert f"installed in '{env.paths('user')['scripts']}' which is not on PATH" in result.stderr
+    result.assert_installed(demo_wheel, scheme="user")
+    result.assert_untouched("system")
+    assert listing(real_site) == host_site
+    assert listing("/usr/local/bin") == host_bin
+
+
+def test_uv_denial_names_the_real_site(installperm: InstallPerm, demo_wheel: Path) -> None:
+    """The original report's message, with the path its users see."""
+    env = installperm.system(python=running_base(), mode="in-place")
+    real_site = probe(env)["purelib"]
+    assert real_site.startswith(sys.base_prefix)
+    assert env.seen_as(env.paths("system")["purelib"]) == Path(real_site)
+    assert env.in_sandbox(Path(real_site) / "demo") == env.paths("system")["purelib"] / "demo"
+    uv = env.tool("uv")
+    result = env.run([uv, "pip", "install", "--python", env.python, "--system", demo_wheel])
+    assert result.returncode != 0
+    denied = rf"failed to create directory `{re.escape(real_site)}/demo[^`]*`: Permission denied"
+    assert re.search(denied, result.stderr), result.describe()
+    result.assert_not_installed(demo_wheel)
+    result.assert_no_residue()
+
+
+def test_unlocked_install_lands_in_the_sandbox_with_real_paths(
+    installperm: InstallPerm, demo_wheel: Path
+) -> None:
+    """RECORD and shebangs name the real paths; the files are the sandbox's."""
+    env = installperm.system(python=running_base(), mode="in-place", locked=())
+    result = env.pip("install", demo_wheel)
+    assert result.returncode == 0, result.describe()
+    result.assert_installed(demo_wheel, scheme="system")
+    site = env.paths("system")["purelib"]
+    record = (site / "demo-1.0.dist-info" / "RECORD").read_text()
+    assert "demo/__init__.py" in record
+    script = env.paths("system")["scripts"] / "demo-cli"
+    assert script.read_text().startswith(f"#!{running_base()}"), script.read_text()[:200]
+    assert not (Path(str(env.seen_as(site))) / "demo").exists()  # not on the host
+
+
+def test_config_variables_are_the_real_ones(installperm: InstallPerm) -> None:
+    """A 0700 /root (pyenv) is traversable inside the namespace only."""
+    base = running_base()
+    root_mode = os.stat("/root").st_mode
+    env = installperm.system(python=base, mode="in-place")
+    seen = probe(env)
+    assert seen["executable"] == str(base)
+    assert seen["prefix"] == sys.base_prefix
+    assert seen["LIBDIR"] == sysconfig.get_config_var("LIBDIR")
+    assert seen["BINDIR"] == sysconfig.get_config_var("BINDIR")
+    assert f"mode: in-place ({base} at its real path" in env.describe()
+    assert os.stat("/root").st_mode == root_mode  # the tmpfs was the child's only
+
+
+@pytest.mark.parametrize("mode", ["in-place", "relocated"])
+def test_virtualenv_on_a_pyenv_base_under_privdrop(installperm: InstallPerm, mode: str) -> None:
+    """virtualenv (pdm's and hatch's venv maker) reads LIBDIR and friends: in
+    place they are real and readable by the dropped uid; relocated, they name
+    the original under the 0700 /root."""
+    env = installperm.system(python=running_base(), locked=(), mode=mode)
+    if env.backend != "privdrop":
+        pytest.skip(f"backend {env.backend}: this is about a dropped uid")
+    site = env.sandbox.work / "virtualenv-site"
+    for dist in _closure(("virtualenv",)):
+        for file in dist.files or []:
+            source = Path(str(dist.locate_file(file)))
+            if str(file).startswith("..") or "__pycache__" in file.parts or not source.is_file():
+                continue
+            (site / file).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, site / file)
+    for path in [site, *site.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    env.snapshot().update()  # our copy, not the child's doing
+    target = env.home / "venv"
+    result = env.run(
+        [env.python, "-m", "virtualenv", "--no-seed", "--no-periodic-update", target],
+        env={"PYTHONPATH": str(site)},
+    )
+    libdir = str(sysconfig.get_config_var("LIBDIR"))
+    if mode == "relocated":
+        if not libdir.startswith("/root/"):
+            pytest.skip(f"LIBDIR {libdir}: relocation fails only when it is under the 0700 /root")
+        assert result.returncode != 0, result.describe()
+        assert "PermissionError: [Errno 13] Permission denied" in result.output, result.describe()
+        return
+    assert result.returncode == 0, result.describe()
+    made = env.run([target / "bin" / "python", "-c", "import sys; print(sys.prefix)"])
+    assert made.stdout.strip() == str(target), made.describe()
+    inside = env.run([target / "bin" / "python", "-m", "pip", "--version"])
+    assert inside.returncode != 0  # --no-seed: no pip in it, as asked
+
+
+def test_relocation_is_the_fallback_and_says_why(
+    installperm: InstallPerm, request: pytest.FixtureRequest
+) -> None:
+    env = installperm.venv()
+    assert env.mode.name == "relocated"
+    if get_session(request.config).mode == "relocated":
+        assert env.mode.reason == "the session's mode (relocated)"
+    else:
+        assert (
+            env.mode.reason
+            == "in place is not possible: venv() is always built on a relocated copy"
+        )
+    marker = Path(sysconfig.get_path("stdlib")) / "EXTERNALLY-MANAGED"
+    env = installperm.system(mode="auto", externally_managed=not marker.exists())
+    assert env.mode.name == "relocated"
+    assert f"would change {marker}" in env.mode.reason
+    assert "mode: relocated (in place is not possible:" in env.describe()
+    assert env.run(["/bin/true"]).describe().count("\n  mode: relocated (in place") == 1
+
+
+def test_forced_in_place_that_cannot_be_had_is_a_skip(installperm: InstallPerm) -> None:
+    marker = Path(sysconfig.get_path("stdlib")) / "EXTERNALLY-MANAGED"
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        installperm.system(mode="in-place", externally_managed=not marker.exists())
+    message = str(skipped.value)
+    assert f"mode in-place for {running_base()} is not possible here" in message
+    assert str(marker) in message
+
+
+def test_relocated_when_asked(installperm: InstallPerm) -> None:
+    env = installperm.system(mode="relocated")
+    assert env.mode.name == "relocated"
+    assert env.mode.reason == "asked for"
+    assert env.python != running_base()
+    assert env.seen_as(env.paths("system")["purelib"]) == env.paths("system")["purelib"]
+
+
+def test_unknown_mode_is_a_value_error(installperm: InstallPerm) -> None:
+    with pytest.raises(
+        ValueError, match="mode='inplace': must be one of auto, in-place, relocated"
+    ):
+        installperm.system(mode="inplace")
+
+
+def test_a_base_neither_mode_can_use_names_path_and_mode(
+    installperm: InstallPerm, tmp_path: Path
+) -> None:
+    missing = tmp_path / "python3.99"
+    with pytest.raises(
+        InterpreterError,
+        match=rf"{re.escape(str(missing))}: does not exist "
+        r"\(mode in-place: neither mode can use it\)",
+    ):
+        installperm.system(python=missing, mode="in-place")
+
+
+def test_fakefs_refuses_mode_and_names_its_own(installperm_fakefs) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(FakefsError, match=r"mode='in-place'.*no child process"):
+        installperm_fakefs.system(mode="in-place")
+    env = installperm_fakefs.system()
+    assert env.mode.name == "in-process"
+    assert "mode: in-process" in env.describe()
+
+
+def test_in_place_as_a_normal_user_in_a_user_namespace(unprivileged) -> None:  # type: ignore[no-untyped-def]
+    """As a normal user the binds are made in an unprivileged user namespace."""
+    inner = unprivileged.runpytest(
+        f"""
+        import json, os, sys
+        from pathlib import Path
+
+        FALLBACK = {FALLBACK!r}
+
+        def test_user_namespace(installperm, make_wheel):
+            assert os.geteuid() != 0
+            wheel = make_wheel("demo", purelib={{"demo/__init__.py": ""}})
+            env = installperm.system(mode="in-place")
+            assert env.mode.name == "in-place", env.describe()
+            assert "bind mounts made in a user namespace" in env.mode.reason
+            real = env.seen_as(env.paths("system")["purelib"])
+            before = sorted(os.listdir(real))
+            code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+            seen = env.run([env.python, "-c", code])
+            assert seen.stdout.strip() == str(real), seen.describe()
+            result = env.pip("install", wheel)
+            assert FALLBACK in result.stdout, result.describe()
+            result.assert_installed(wheel, scheme="user")
+            result.assert_untouched("system")
+            assert sorted(os.listdir(real)) == before
+        """
+    )
+    assert inner.outcomes() == {"passed": 1}, inner.stdout + inner.stderr
