@@ -27,8 +27,9 @@ from pytest_installperm.wheels import (
     install_wheel,
     platform_tag,
 )
+from pytest_installperm.wheels.build import WheelContents
 
-FULL = {
+FULL: WheelContents = {
     "console_scripts": {"demo": "demo:main"},
     "gui_scripts": {"demo-gui": "demo:main"},
     "scripts": {"demo-sh": "print('hi')\n"},
@@ -54,7 +55,7 @@ def _members(wheel: Path) -> dict[str, bytes]:
 
 
 def test_full_wheel_is_valid_and_reads_back(make_wheel: MakeWheel) -> None:
-    wheel = make_wheel("demo", "1.0", **FULL)  # type: ignore[arg-type]
+    wheel = make_wheel("demo", "1.0", **FULL)
     assert wheel.name == "demo-1.0-py3-none-any.whl"
     with WheelFile.open(wheel) as source:
         source.validate_record()  # hashes and sizes included
@@ -104,8 +105,8 @@ def test_platlib_wheel_has_a_platform_tag(make_wheel: MakeWheel) -> None:
 def test_equal_inputs_give_equal_bytes(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    one = build_wheel(tmp_path / "a", "demo", **FULL)  # type: ignore[arg-type]
-    two = build_wheel(tmp_path / "b", "demo", **FULL)  # type: ignore[arg-type]
+    one = build_wheel(tmp_path / "a", "demo", **FULL)
+    two = build_wheel(tmp_path / "b", "demo", **FULL)
     assert one.read_bytes() == two.read_bytes()
 
 
@@ -237,7 +238,7 @@ def test_corrupt_hash_is_read_with_both_hashes(make_wheel: MakeWheel, tmp_path: 
 
 
 def test_destinations_for_a_target_and_a_mapping(make_wheel: MakeWheel, tmp_path: Path) -> None:
-    layout = read_wheel(make_wheel("Demo", **FULL))  # type: ignore[arg-type]
+    layout = read_wheel(make_wheel("Demo", **FULL))
     found = {str(p.relative_to(tmp_path)) for p in destinations(layout, target_scheme(tmp_path))}
     assert found == {
         "bin/demo",
@@ -285,7 +286,7 @@ def test_prefix_scheme_is_the_environments_prefix_layout(tmp_path: Path) -> None
 def test_install_wheel_owns_files_like_a_package_manager(
     make_wheel: MakeWheel, tmp_path: Path
 ) -> None:
-    wheel = make_wheel("demo", **FULL)  # type: ignore[arg-type]
+    wheel = make_wheel("demo", **FULL)
     scheme = {
         "purelib": tmp_path / "site",
         "platlib": tmp_path / "site",

@@ -10,7 +10,7 @@ import sysconfig
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Union
+from typing import TypedDict, Union, Unpack
 
 from installer.records import Hash, RecordEntry
 from installer.sources import WheelFile
@@ -242,6 +242,20 @@ def _check_readable(target: Path) -> None:
             raise WheelError(f"{target}: built wheel fails installer's validation: {exc}") from exc
 
 
+class WheelContents(TypedDict, total=False):
+    """The keyword arguments of :func:`build_wheel` after the version, for callers
+    that pass them on (``make_wheel``)."""
+
+    purelib: Files | None
+    platlib: Files | None
+    console_scripts: Mapping[str, str] | None
+    gui_scripts: Mapping[str, str] | None
+    scripts: Files | None
+    data: Files | None
+    headers: Files | None
+    tag: str | None
+
+
 class MakeWheel:
     """The ``make_wheel`` fixture's value: :func:`build_wheel` bound to a directory.
 
@@ -252,33 +266,8 @@ class MakeWheel:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def __call__(
-        self,
-        name: str,
-        version: str = "1.0",
-        *,
-        purelib: Files | None = None,
-        platlib: Files | None = None,
-        console_scripts: Mapping[str, str] | None = None,
-        gui_scripts: Mapping[str, str] | None = None,
-        scripts: Files | None = None,
-        data: Files | None = None,
-        headers: Files | None = None,
-        tag: str | None = None,
-    ) -> Path:
-        return build_wheel(
-            self.directory,
-            name,
-            version,
-            purelib=purelib,
-            platlib=platlib,
-            console_scripts=console_scripts,
-            gui_scripts=gui_scripts,
-            scripts=scripts,
-            data=data,
-            headers=headers,
-            tag=tag,
-        )
+    def __call__(self, name: str, version: str = "1.0", **contents: Unpack[WheelContents]) -> Path:
+        return build_wheel(self.directory, name, version, **contents)
 
     def __repr__(self) -> str:
         return f"<make_wheel into {self.directory}>"
@@ -288,6 +277,7 @@ __all__ = [
     "Content",
     "Files",
     "MakeWheel",
+    "WheelContents",
     "build_wheel",
     "platform_tag",
 ]
