@@ -72,9 +72,10 @@ def reason(row: Row) -> str | None:
         return None
     text = row.get("reason") or row.get("skipped") or row.get("declared") or ""
     broken = row.get("broken") or []
-    if broken:
+    if broken and "invariant" not in text:
+        # the matrix verdict's own words name the invariants they judge
         prefix = f"invariants broken: {', '.join(broken)}"
-        text = f"{prefix}: {text}" if text and not text.startswith(prefix) else prefix
+        text = f"{prefix}: {text}" if text else prefix
     if not text:
         text = f"outcome {row.get('outcome')!r}, expected {row.get('expected')!r}"
     return str(text)

@@ -17,6 +17,7 @@ from pytest_installperm.report import (
     FIELDS,
     RUN_FIELDS,
     mark,
+    reason,
     terminal,
     to_json,
     to_markdown,
@@ -119,6 +120,20 @@ def test_every_mark_is_told_apart() -> None:
         "xfail": 1,
         "skip": 1,
     }
+
+
+@pytest.mark.parametrize(
+    "own",
+    [
+        "known invariant break (residue): failed and left residue: x.py: no rollback",
+        "invariant residue broken: failed and left residue: x.py",
+    ],
+)
+def test_a_verdict_that_names_its_invariant_is_not_prefixed_again(own: str) -> None:
+    row = _row("scripts-lock", "pip", verdict="xfailed", broken=["residue"], reason=own)
+    assert reason(row) == own
+    bare = {**row, "reason": "failed and left residue: x.py"}
+    assert reason(bare) == "invariants broken: residue: failed and left residue: x.py"
 
 
 def test_terminal_has_what_ran_the_table_totals_and_every_reason() -> None:
