@@ -46,6 +46,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--installperm-basetemp",
         dest="installperm_basetemp",
         default=None,
+        metavar="DIR",
         help="directory for session roots (default: /dev/shm if it is an exec tmpfs, else TMPDIR)",
     )
     parser.addini("installperm_basetemp", "default for --installperm-basetemp", default="")
