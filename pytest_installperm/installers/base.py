@@ -255,3 +255,19 @@ def shared_flags(request: Request, ctx: Context) -> list[Arg]:
     if request.upgrade:
         flags.append("--upgrade")
     return flags
+
+
+def no_such_option(request: Request, command: str, *, upgrade: bool = False) -> Unsupported | None:
+    """The skip for a request of pip's directory or PEP 668 options that ``command``
+    (``"poetry install"``) lacks; with ``upgrade``, ``--upgrade`` too. None if none."""
+    for wanted, option in (
+        (request.prefix, "--prefix"),
+        (request.target, "--target"),
+        (request.root, "--root"),
+        (request.break_system_packages, "--break-system-packages"),
+        (upgrade and request.upgrade, "--upgrade"),
+    ):
+        if wanted:
+            tool = command.split()[0]
+            return Unsupported(f"{tool} cannot express {option}: `{command}` has no such option")
+    return None

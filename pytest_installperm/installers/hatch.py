@@ -23,6 +23,7 @@ from pytest_installperm.installers.base import (
     Context,
     Installer,
     Unsupported,
+    no_such_option,
     requirement_of,
     venv_scheme,
 )
@@ -88,17 +89,8 @@ class Hatch(Installer):
                 f"hatch cannot express {request.describe()}: it installs only into "
                 "environments of its own"
             )
-        for wanted, option in (
-            (request.prefix, "--prefix"),
-            (request.target, "--target"),
-            (request.root, "--root"),
-            (request.break_system_packages, "--break-system-packages"),
-            (request.upgrade, "--upgrade"),
-        ):
-            if wanted:
-                return Unsupported(
-                    f"hatch cannot express {option}: `hatch env create` has no such option"
-                )
+        if (refused := no_such_option(request, "hatch env create", upgrade=True)) is not None:
+            return refused
         text = PROJECT.format(python=ctx.python, requirement=requirement_of(ctx.wheel))
         return Command(("hatch", "env", "create"), files=MappingProxyType({"pyproject.toml": text}))
 

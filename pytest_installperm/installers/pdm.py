@@ -23,6 +23,7 @@ from pytest_installperm.installers.base import (
     Context,
     Installer,
     Unsupported,
+    no_such_option,
     requirement_of,
 )
 from pytest_installperm.scenarios import Request, Scenario
@@ -84,14 +85,8 @@ class Pdm(Installer):
             return Unsupported("pdm cannot express --no-user: it has no such option")
         if request.user is True and request.user_via == "env":
             return Unsupported("pdm cannot express PIP_USER=1: it reads no such variable")
-        for wanted, option in (
-            (request.prefix, "--prefix"),
-            (request.target, "--target"),
-            (request.root, "--root"),
-            (request.break_system_packages, "--break-system-packages"),
-        ):
-            if wanted:
-                return Unsupported(f"pdm cannot express {option}: `pdm install` has no such option")
+        if (refused := no_such_option(request, "pdm install")) is not None:
+            return refused
         files = {
             "pyproject.toml": PROJECT.format(requirement=requirement_of(ctx.wheel)),
             "pdm-config.toml": CONFIG.format(user="true" if request.user else "false"),

@@ -24,6 +24,7 @@ from pytest_installperm.installers.base import (
     Context,
     Installer,
     Unsupported,
+    no_such_option,
     venv_scheme,
 )
 from pytest_installperm.run import Arg
@@ -77,16 +78,8 @@ class Pipx(Installer):
                 f"pipx cannot express {request.describe()}: every pipx install is per user, "
                 "into a venv of its own"
             )
-        for wanted, option in (
-            (request.prefix, "--prefix"),
-            (request.target, "--target"),
-            (request.root, "--root"),
-            (request.break_system_packages, "--break-system-packages"),
-        ):
-            if wanted:
-                return Unsupported(
-                    f"pipx cannot express {option}: `pipx install` has no such option"
-                )
+        if (refused := no_such_option(request, "pipx install")) is not None:
+            return refused
         argv: list[Arg] = ["pipx", "install", "--backend", "uv", "--python", ctx.python]
         if request.upgrade:
             argv.append("--force")

@@ -25,6 +25,7 @@ from pytest_installperm.installers.base import (
     Context,
     Installer,
     Unsupported,
+    no_such_option,
     requirement_of,
 )
 from pytest_installperm.scenarios import InstallerExpectation, Request, Scenario
@@ -100,16 +101,8 @@ class Poetry(Installer):
     def command(self, request: Request, ctx: Context) -> Command | Unsupported:
         if request.user is not None:
             return Unsupported(f"poetry cannot express {request.describe()}: {NO_USER_OPTION}")
-        for wanted, option in (
-            (request.prefix, "--prefix"),
-            (request.target, "--target"),
-            (request.root, "--root"),
-            (request.break_system_packages, "--break-system-packages"),
-        ):
-            if wanted:
-                return Unsupported(
-                    f"poetry cannot express {option}: `poetry install` has no such option"
-                )
+        if (refused := no_such_option(request, "poetry install")) is not None:
+            return refused
         # --upgrade needs no flag: poetry installs the locked version over an older one.
         files = {"pyproject.toml": PROJECT.format(requirement=requirement_of(ctx.wheel))}
         env: dict[str, str | None] = {"POETRY_VIRTUALENVS_CREATE": "false", **_path(ctx)}
