@@ -8,8 +8,10 @@ for, and runs it in a sandbox as the dropped uid.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import platform
 import shutil
 import sys
 import threading
@@ -18,7 +20,8 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from pytest_installperm import releases
+from pytest_installperm import Environment, fit, releases
+from pytest_installperm.installers import Context, parse_all
 from pytest_installperm.releases import Origin, ReleaseError, parse_origin
 from pytest_installperm.wheels import build_wheel
 
@@ -260,11 +263,32 @@ def test_a_corrupt_wheel_path_is_refused(tmp_path):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(
-    sys.version_info >= (3, 12),
-    reason="pip 20.3.4 imports distutils, which Python 3.12 removed (its Requires-Python "
-    "does not say so)",
-)
+#: What Python 3.12 removed that these releases import (their Requires-Python
+#: admits 3.12): the words they die with there.
+GONE_IN_312 = {
+    "20.3.4": "No module named 'distutils'",
+    "22.3.1": "module 'pkgutil' has no attribute 'ImpImporter'",
+}
+
+
+def _fit(env: Environment, code: releases.Code) -> fit.Fit:
+    installer = parse_all([code.origin.describe()])[0]
+    ctx = Context(env.python, env.python, *(env.sandbox.work,) * 3, env.home, env.kind, code.lib)
+    return fit.check(installer, env, ctx, f"Python {platform.python_version()}")
+
+
+def _cannot_run_here(reason: str | None, release: str) -> bool:
+    """True if ``release`` cannot run on this Python for the known reason (then
+    ``reason`` must name the release, the Python and pip's words); False if it can."""
+    if sys.version_info < (3, 12):
+        assert reason is None, reason
+        return False
+    assert reason is not None, f"pip=={release} ran on Python {platform.python_version()}"
+    assert f"pip=={release} cannot run on " in reason, reason
+    assert platform.python_version() in reason and GONE_IN_312[release] in reason, reason
+    return True
+
+
 def test_a_real_pip_release_runs_in_the_sandbox_as_the_child_uid(installperm, tmp_path):
     origin = Origin("pip", version=Version("20.3.4"))
     code = releases.provide(origin, tmp_path / "copy")
@@ -272,12 +296,53 @@ def test_a_real_pip_release_runs_in_the_sandbox_as_the_child_uid(installperm, tm
     assert code.runs_on("3.11.7") is None
     env = installperm.system(locked=())
     shutil.copytree(code.lib, env.sandbox.work / "pip-lib")  # a readable place of its own
+    code = dataclasses.replace(code, lib=env.sandbox.work / "pip-lib")
+    found = _fit(env, code)
+    if _cannot_run_here(found.reason, "20.3.4"):
+        pytest.skip(str(found.reason))
+    assert found.version == "20.3.4"
     result = env.run(
         [env.python, "-m", "pip", "--version"],
         env={"PYTHONPATH": str(env.sandbox.work / "pip-lib")},
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("pip 20.3.4 from ")
+
+
+PYENV = Path(os.environ.get("PYENV_ROOT", "/root/.pyenv")) / "versions"
+
+
+@pytest.mark.skipif(
+    not list(PYENV.glob("3.12.*/bin/python3.12")), reason=f"no Python 3.12 in {PYENV}"
+)
+def test_releases_that_cannot_run_on_the_interpreter_skip_every_cell_naming_why(pytester):
+    """pip 20.3.4 and 22.3.1 on Python 3.12 (distutils, pkgutil.ImpImporter): asked
+    once, before any cell, every cell of the pair is a skip naming the release, the
+    interpreter and pip's words; pip 23.3.2 runs there beside them."""
+    python = sorted(PYENV.glob("3.12.*/bin/python3.12"))[-1]
+    pytester.makeini("[pytest]\n")
+    scenarios = ("fallback-to-user", "venv-plain")
+    result = pytester.runpytest(
+        "--installperm",
+        f"--installperm-python={python}",
+        *(f"--installperm-installer=pip=={v}" for v in (*GONE_IN_312, "23.3.2")),
+        "--installperm-report=report.json",
+        "-k",
+        " or ".join(scenarios),
+    )
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    report = json.loads((pytester.path / "report.json").read_text())
+    ran = {(r["installer"], r["scenario"]): r for r in report["results"]}
+    assert {(r["verdict"], r["installer_version"]) for r in ran.values()} == {("passed", "23.3.2")}
+    assert sorted(ran) == [("pip==23.3.2", s) for s in scenarios]
+    reasons: dict[str, set[str]] = {}
+    for row in report["skipped"]:
+        reasons.setdefault(row["installer"], set()).add(row["reason"])
+    assert sorted(reasons) == [f"pip=={v}" for v in GONE_IN_312]
+    for version, words in GONE_IN_312.items():
+        (reason,) = reasons[f"pip=={version}"]  # one reason for every cell: the pair's
+        assert reason.startswith(f"pip=={version} cannot run on {python} (3.12"), reason
+        assert words in reason, reason
 
 
 def test_requires_python_names_release_and_interpreter(tmp_path):
@@ -352,12 +417,12 @@ def test_two_releases_run_side_by_side_and_report_what_ran(pytester):
         "fallback-to-user",
     )
     assert result.ret == 0, result.stdout.str()[-3000:]
-    rows = {
-        r["installer"]: r
-        for r in json.loads((pytester.path / "report.json").read_text())["results"]
-    }
-    assert rows["pip==20.3.4"]["installer_version"] == "20.3.4"
+    report = json.loads((pytester.path / "report.json").read_text())
+    rows = {r["installer"]: r for r in report["results"]}
     assert rows["pip"]["installer_version"] == importlib_metadata_version("pip")
+    skipped = {r["installer"]: r["reason"] for r in report["skipped"]}
+    if not _cannot_run_here(skipped.get("pip==20.3.4"), "20.3.4"):
+        assert rows["pip==20.3.4"]["installer_version"] == "20.3.4"
     assert {r["verdict"] for r in rows.values()} == {"passed"}
 
 

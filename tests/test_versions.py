@@ -141,6 +141,11 @@ def test_the_rule_changes_where_the_oracle_says(change, tmp_path):
     output = done.stdout[-6000:] + done.stderr[-2000:]
     for version in (before, after):
         name = f"pip=={version}"
+        if f"{name} cannot run on " in skipped.get(name, ""):
+            # Python 3.12 removed what older releases import (distutils up to 22.x,
+            # pkgutil.ImpImporter up to 23.0.1 at least): the change cannot be shown here.
+            assert sys.version_info >= (3, 12) and Version(version) < Version("23.3"), output
+            pytest.skip(skipped[name])
         if name in skipped:
             # Only an option the release does not have yet may skip, in pip's words.
             assert change == "break-system-packages" and version == before, output

@@ -166,8 +166,17 @@ class Installer:
         return self.messages
 
     def version_command(self, ctx: Context) -> Command | None:
-        """A command that prints this installer's version, run after the install
-        in the same contained environment; None when there is no way to ask."""
+        """A command that prints this installer's version, run contained in an
+        environment of the interpreter under test (after the install, or, for a
+        versioned installer, before the first; see :mod:`.fit`); None when there
+        is no way to ask."""
+        return None
+
+    def smoke_command(self, ctx: Context) -> Command | None:
+        """A command that runs what an install imports and changes nothing, asked
+        after :meth:`version_command` (which imports less) before the first run on
+        an interpreter: its failure means this code cannot run there. None: the
+        version command is the whole check."""
         return None
 
     def version(self, output: str) -> str | None:

@@ -67,5 +67,11 @@ class Pip(Installer):
     def version_command(self, ctx: Context) -> Command | None:
         return Command((ctx.python, "-m", "pip", "--version"), library_path(ctx))
 
+    def smoke_command(self, ctx: Context) -> Command | None:
+        # Listing reads every distribution, through pkg_resources on the releases
+        # that vendor one that needs pkgutil.ImpImporter (gone in Python 3.12);
+        # ``--version`` imports neither.
+        return Command((ctx.python, "-m", "pip", "list"), library_path(ctx))
+
     def messages_for(self, version: str | None) -> Mapping[str, str]:
         return oracle.messages(self.messages, version)

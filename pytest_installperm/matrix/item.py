@@ -7,11 +7,12 @@ import os
 import platform
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
 from pytest_installperm.environment import Environment, InstallPerm
+from pytest_installperm.fit import Fit, check, last_words
 from pytest_installperm.fixtures import get_session
 from pytest_installperm.installers import Command, Context, Installer, Unsupported
 from pytest_installperm.interpreter import running_base
@@ -28,6 +29,9 @@ from pytest_installperm.run import RunResult
 from pytest_installperm.scenarios import Scenario
 from pytest_installperm.schemes import rerooted
 from pytest_installperm.wheels import WheelLayout, build_wheel, read_wheel
+
+if TYPE_CHECKING:
+    from pytest_installperm.releases import Code
 
 #: The user_properties key under which each item ships its row.
 ROW_KEY = "installperm"
@@ -54,6 +58,7 @@ class Runner:
         self._layouts: dict[Path, WheelLayout] = {}
         self._wheel_dir: Path | None = None
         self._versions: dict[str, str] = {}
+        self._fits: dict[tuple[str, Path | None], Fit] = {}
         self._pythons: dict[Path | None, str] = {}
 
     def wheel(self, name: str, version: str, console_scripts: bool) -> Path:
@@ -79,10 +84,34 @@ class Runner:
             self._pythons[python] = f"{base.executable} ({full or base.version})"
         return self._pythons[python]
 
-    def version(self, installer: Installer, env: Environment, ctx: Context) -> str | None:
-        """The installer's version, asked of the installer itself after its run, in
-        the same contained environment (so nothing it wrote runs uncontained);
-        once per installer and process, when the answer is a version."""
+    def fit(
+        self,
+        factory: InstallPerm,
+        installer: Installer,
+        code: Code,
+        wheel: Path,
+        python: Path | None = None,
+    ) -> Fit:
+        """Whether a versioned installer's code runs on base ``python`` and the
+        version it reports there (see :mod:`.fit`), asked once per process in an
+        environment of its own."""
+        key = (installer.name, python)
+        if key not in self._fits:
+            env = factory.system(python=python, locked=())
+            ctx = _context(env, wheel, code.lib, code.bin)
+            self._fits[key] = check(installer, env, ctx, self.python(python))
+        return self._fits[key]
+
+    def version(
+        self, installer: Installer, env: Environment, ctx: Context, python: Path | None = None
+    ) -> str | None:
+        """The installer's version, asked of the installer itself: a versioned
+        one's by :meth:`fit`; another's after its run, in the same contained
+        environment (so nothing it wrote runs uncontained), once per process,
+        when the answer is a version."""
+        if installer.origin is not None:
+            known = self._fits.get((installer.name, python))
+            return known.version if known is not None else None
         if installer.name not in self._versions:
             command = installer.version_command(ctx)
             if command is None:
@@ -164,13 +193,6 @@ def excerpt(result: RunResult, lines: int = EXCERPT_LINES) -> str | None:
     """The installer's last lines of output, sandbox paths shortened."""
     text = "\n".join(result.output.strip().splitlines()[-lines:])
     return text.replace(str(result.environment.root), "<sandbox>") or None
-
-
-def last_words(result: RunResult) -> str:
-    """The installer's last line of output, sandbox paths shortened: its own words."""
-    lines = [ln.strip() for ln in (result.stderr.strip() or result.stdout.strip()).splitlines()]
-    text = lines[-1] if lines else ""
-    return text.replace(str(result.environment.root), "<sandbox>")
 
 
 def residue_of(result: RunResult, ctx: Context) -> list[str]:
@@ -269,6 +291,13 @@ class ScenarioItem(pytest.Item):
                 self._skip(cannot)
         factory = InstallPerm(session)
         try:
+            if code is not None:  # before any cell: can this code run on this interpreter?
+                try:
+                    fit = self.runner.fit(factory, installer, code, wheel, self.python)
+                except pytest.skip.Exception as exc:
+                    self._skip(str(exc.msg))
+                if fit.reason is not None:
+                    self._skip(fit.reason, installer_version=fit.version)
             try:
                 env = self.runner.build(factory, scenario, self.python)
             except pytest.skip.Exception as exc:
@@ -288,7 +317,7 @@ class ScenarioItem(pytest.Item):
 
     def _judge(self, env: Environment, ctx: Context, wheel: Path, result: RunResult) -> None:
         scenario, installer = self.scenario, self.installer
-        version = self.runner.version(installer, env, ctx)
+        version = self.runner.version(installer, env, ctx, self.python)
         words = installer.usage_error(result)
         if words is not None:
             self._skip(
@@ -301,13 +330,6 @@ class ScenarioItem(pytest.Item):
         artifact = installer.artifact(result, ctx) if result.returncode != 0 else None
         if artifact is not None:
             self._skip(artifact, env, installer_version=version, excerpt=excerpt(result))
-        if version is None and installer.origin is not None:
-            self._skip(
-                f"{installer.name} does not run on {env.python}: it could not report its "
-                f"version there (its install said: {last_words(result)})",
-                env,
-                excerpt=excerpt(result),
-            )
         exp = expectation(scenario, installer, self.runner.settings.declared, ctx, version)
         layout = self.runner.layout(wheel)
         schemes = candidate_schemes(env, scenario, ctx, installer)
