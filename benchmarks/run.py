@@ -245,6 +245,10 @@ def run_all(args: argparse.Namespace, work: Path, base_tmp: str) -> dict[str, An
     imports = startup.import_overhead(3 if args.quick else 21)
     data["import_detail"] = imports
     data["import_overhead_ms"] = imports.get("overhead_ms")
+    progress("a pytest run of one empty test, with and without the plugin")
+    sessions = startup.session_overhead(work, 3 if args.quick else 15)
+    data["session_overhead_detail"] = sessions
+    data["session_overhead_ms"] = sessions.get("overhead_ms")
 
     progress("python -m venv --without-pip, virtualenv")
     venv = measure.create_venvs(measure.venv_argv, work, args.venv, args.warmup)
@@ -377,6 +381,14 @@ def table(data: dict[str, Any]) -> str:
         ("session setup, warm cache", fmt(data["session_setup_warm_ms"])),
         ("session setup, no cache", fmt(data["session_setup_uncached_ms"])),
         ("plugin import over pytest's own", fmt(data["import_overhead_ms"])),
+        (
+            "pytest run of an empty test, plugin over -p no:installperm",
+            fmt(data["session_overhead_ms"]),
+        ),
+        (
+            "  pyfakefs's own pytest plugin (a dependency) in that run",
+            fmt(data["session_overhead_detail"].get("fakefs_plugin_ms")),
+        ),
         ("containment per run (`true`)", fmt(data["containment_ms_median"])),
     ]
     for where, value in data["overhead_ms_median_by_fs"].items():

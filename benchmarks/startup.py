@@ -7,10 +7,16 @@
   cache existed), all in one run.
 * ``import_overhead``: ``python -c "import pytest"`` against ``python -c
   "import pytest, pytest_installperm.plugin"``, interleaved, medians.
+* ``session_overhead``: a whole pytest run of one empty test, with the plugin
+  and with ``-p no:installperm``, interleaved, medians: the import plus the
+  hooks (options checked, markers added), what a project that has the plugin
+  installed pays per run when it uses no fixture. pyfakefs, a dependency, is
+  a pytest plugin of its own; its price is reported beside ours.
 """
 
 from __future__ import annotations
 
+import resource
 import shutil
 import statistics
 import subprocess
@@ -82,6 +88,13 @@ def _median_ms(values: list[float]) -> float | None:
     return round(value * 1000, 2)
 
 
+def _children_cpu() -> float:
+    """CPU seconds (user and system) of every child waited for so far: unlike
+    wall time, preemption by other processes does not inflate it."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def import_overhead(runs: int) -> Result:
     """Median ms of importing the plugin's hooks beyond pytest's own import."""
     programs = {
@@ -89,20 +102,69 @@ def import_overhead(runs: int) -> Result:
         "plugin": "import pytest, pytest_installperm.plugin",
     }
     times: dict[str, list[float]] = {name: [] for name in programs}
+    cpu: dict[str, list[float]] = {name: [] for name in programs}
     for _ in range(runs + 1):
         for name, code in programs.items():
+            before = _children_cpu()
             start = time.perf_counter()
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=False)
             times[name].append(time.perf_counter() - start)
+            cpu[name].append(_children_cpu() - before)
             if out.returncode != 0:
                 return {"available": False, "reason": out.stderr.decode()[-300:]}
     # The first run of each only warms the page cache.
     plain = statistics.median(times["pytest"][1:]) * 1000
     plugin = statistics.median(times["plugin"][1:]) * 1000
+    plain_cpu = statistics.median(cpu["pytest"][1:]) * 1000
+    plugin_cpu = statistics.median(cpu["plugin"][1:]) * 1000
     return {
         "available": True,
         "pytest_ms_median": round(plain, 2),
         "plugin_ms_median": round(plugin, 2),
         "overhead_ms": round(plugin - plain, 2),
+        "overhead_cpu_ms": round(plugin_cpu - plain_cpu, 2),
+        "runs": runs,
+    }
+
+
+#: pytest runs of one empty test: name -> the plugins turned off.
+SESSIONS = {
+    "bare": ("-p", "no:installperm", "-p", "no:fakefs"),
+    "fakefs": ("-p", "no:installperm"),
+    "plugin": (),
+}
+
+
+def session_overhead(work: Path, runs: int) -> Result:
+    """Median wall and CPU ms of a pytest run with the plugin over one without."""
+    project = Path(tempfile.mkdtemp(prefix="empty-", dir=work))
+    (project / "test_empty.py").write_text("def test_empty():\n    assert len('ab') == 2\n")
+    wall: dict[str, list[float]] = {name: [] for name in SESSIONS}
+    cpu: dict[str, list[float]] = {name: [] for name in SESSIONS}
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    try:
+        for _ in range(runs + 1):
+            for name, off in SESSIONS.items():
+                before = _children_cpu()
+                start = time.perf_counter()
+                out = subprocess.run(
+                    [*argv, *off], cwd=project, capture_output=True, check=False, timeout=120
+                )
+                wall[name].append(time.perf_counter() - start)
+                cpu[name].append(_children_cpu() - before)
+                if out.returncode != 0:
+                    return {"available": False, "reason": out.stdout.decode()[-300:]}
+    finally:
+        shutil.rmtree(project, ignore_errors=True)
+    # The first run of each only warms the page cache.
+    med = {name: statistics.median(v[1:]) * 1000 for name, v in wall.items()}
+    med_cpu = {name: statistics.median(v[1:]) * 1000 for name, v in cpu.items()}
+    return {
+        "available": True,
+        "wall_ms_median": {k: round(v, 2) for k, v in med.items()},
+        "cpu_ms_median": {k: round(v, 2) for k, v in med_cpu.items()},
+        "overhead_ms": round(med["plugin"] - med["fakefs"], 2),
+        "overhead_cpu_ms": round(med_cpu["plugin"] - med_cpu["fakefs"], 2),
+        "fakefs_plugin_ms": round(med["fakefs"] - med["bare"], 2),
         "runs": runs,
     }

@@ -23,8 +23,6 @@ from typing import Any
 
 import pytest
 
-from pytest_installperm.backends import BACKENDS
-
 #: ``installperm_divergences`` lines: ``INSTALLER SCENARIO: reason``.
 _DECLARATION = re.compile(r"\s*(\S+)\s+(\S+)\s*:\s*(\S.*)")
 
@@ -85,6 +83,10 @@ def _refuse(config: pytest.Config, name: str, value: object, allowed: str) -> py
 
 def _backend(config: pytest.Config) -> str:
     value = str(option(config, "installperm_backend") or "auto")
+    if value == "auto":
+        return value  # the default: known without loading the backends (and locks)
+    from pytest_installperm.backends import BACKENDS
+
     if value not in BACKENDS:
         raise _refuse(
             config,

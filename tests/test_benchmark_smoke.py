@@ -39,6 +39,7 @@ MEASURED = (
     "session_setup_warm_ms",
     "session_setup_uncached_ms",
     "import_overhead_ms",
+    "session_overhead_ms",
     "containment_ms_median",
 )
 #: Fields that are a number, or null with a reason in their ``*_detail``.
