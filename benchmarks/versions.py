@@ -7,9 +7,10 @@ Each release is fetched once (``--installperm-installer=pip==X``: the host's
 own pip downloads it from its configured index into the shared release cache)
 and judged by its own rules. One pytest session per installer family runs every
 release side by side, so the table reads across releases like a bisect: the
-section "Where the outcomes change" lists, per scenario, the releases at which
-the outcome moved. The run is green when every cell agrees or is a declared
-divergence with its reason; the exit status says whether it was.
+section "Where the outcomes or key messages change" is the report's bisect view
+(per scenario, the releases at which its outcome or key message moved). The
+run is green when every cell agrees or is a declared divergence with its reason;
+the exit status says whether it was.
 
 Too slow for CI (tens of releases, 30 scenarios each): its output is committed.
 """
@@ -75,11 +76,42 @@ template (`NAME=TEMPLATE`), a preset at a release or from a path; several side b
 - Bad input fails the session with a usage error naming it: a version that is not
   PEP 440 (`pip==NOPE`), a release the index does not have, an index that cannot be
   reached, a corrupt cached wheel, a path that is not an installer. A release whose
-  `Requires-Python` excludes the interpreter under test, or that cannot report its
-  version there, skips its cells with the reason. An installer that rejects its own
+  `Requires-Python` excludes the interpreter under test skips its cells with the
+  reason; so does one that cannot run there although its metadata admits it (pip
+  20.x imports `distutils`, pip 21.3 to 23.0.1 `pkgutil.ImpImporter`, both gone in
+  Python 3.12): before its first cell on an interpreter, the release is asked for
+  its version and to run its smoke command (pip: `pip list`, which imports what an
+  install does), inside a sandbox of that interpreter as the child runs; a failure
+  skips every cell of that release there, naming the release, the interpreter and
+  the installer's last words. An installer that rejects its own
   command line (uv 0.1.x and 0.2.0 refuse `--python` with `--system`; pip before
   23.0.1 has no `--break-system-packages`) skips the cell with its own words: a usage
-  error is never an outcome."""
+  error is never an outcome.
+
+## Bisect view
+
+With two versions or more of one installer on one base interpreter (for
+example `--installperm-installer=pip==22.3.1 --installperm-installer=pip==23.0
+--installperm-installer=pip==23.0.1 --installperm-installer=pip==25.3`), the
+terminal summary, the Markdown summary (`### Bisect: ...`) and the JSON report
+(`bisect`, documented in `scenarios.md`) show for each scenario the first
+version at which its outcome or its key message changed, and every later
+change:
+
+    Bisect, pip on /usr/bin/python3.11 (3.11.2): 22.3.1 < 23.0 < 23.0.1 < 25.3
+      pep668-break-system-packages: first change at 23.0.1 (pip==23.0.1): outcome 'skip' -> 'system'
+      pep668-marker: first change at 23.0 (pip==23.0): outcome 'system' -> 'error'; message ...
+      unchanged (25): erofs-fallback, ...
+
+- Columns are grouped by preset (a template that inherits `pip` is pip) and base
+  interpreter, and ordered by the version each reported inside the sandbox
+  (`packaging.version.Version`, then the column's label); a column whose
+  version is unknown is left out.
+- A cell's state is its outcome (`skip` when it did not run) and its key
+  message: the text each of the preset's known messages matched, in the words
+  of the release that ran (pip 20.x's `EnvironmentError`, 21.1's venv hint),
+  else the installer's first error line; sandbox paths read `<sandbox>`.
+- A change is recorded wherever a state differs from the previous version's."""
 #: A verdict that keeps the matrix green.
 GREEN = {"passed", "xfailed"}
 
@@ -227,7 +259,7 @@ def render(families: Sequence[dict[str, Any]], proofs: dict[str, Any] | None) ->
         ]
         lines += ["", "Versions that ran (asked inside the sandbox): " + ", ".join(
             f"{i} → {versions[i] or 'not reported'}" for i in installers) + ".", ""]  # fmt: skip
-        lines += _changes(rows, scenarios, installers)
+        lines += _changes(family["report"].get("bisect", []))
         lines += _reasons(rows, installers, "Declared divergences and known breaks", "xfailed")
         lines += _reasons(rows, installers, "Skipped cells", "skipped")
         if bad:
@@ -246,24 +278,23 @@ def _ran(rows: dict[tuple[str, str], dict[str, Any]], installer: str) -> str | N
     return ", ".join(sorted(found)) or None
 
 
-def _changes(
-    rows: dict[tuple[str, str], dict[str, Any]], scenarios: list[str], installers: list[str]
-) -> list[str]:
-    """Per scenario, the releases at which the outcome moved (skips left out)."""
-    out = ["### Where the outcomes change", ""]
-    for scenario in scenarios:
-        seen: list[tuple[str, str]] = []
-        for installer in installers:
-            row = rows.get((scenario, installer))
-            if row is None or "outcome" not in row:
-                continue
-            if not seen or seen[-1][1] != row["outcome"]:
-                seen.append((installer.split("==")[1], row["outcome"]))
-        if len(seen) > 1:
-            steps = " → ".join(f"{outcome} (from {version})" for version, outcome in seen)
-            out.append(f"- `{scenario}`: {steps}")
+def _changes(bisect: Sequence[dict[str, Any]]) -> list[str]:
+    """Per scenario, the releases at which its outcome or key message moved:
+    the report's bisect view (pytest_installperm.changepoints)."""
+    out = ["### Where the outcomes or key messages change", ""]
+    for family in bisect:
+        for scenario in family["scenarios"]:
+            steps = [
+                f"{c['version']}: "
+                + "; ".join(
+                    f"{k} {c[k][0]!r} → {c[k][1]!r}" for k in ("outcome", "message") if k in c
+                )
+                for c in scenario["changes"]
+            ]
+            if steps:
+                out.append(f"- `{scenario['scenario']}`: " + "; then ".join(steps))
     if len(out) == 2:
-        out.append("No outcome changes across these releases.")
+        out.append("No outcome or key message changes across these releases.")
     return [*out, ""]
 
 

@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_installperm import changepoints
+
 REPORT_VERSION = 2
 #: The JSON fields of the version 1 contract, in this order.
 FIELDS = (
@@ -186,7 +188,7 @@ def terminal(rows: Sequence[Row], scenarios: Sequence[str], installers: Sequence
     for name, group in not_ok(rows, scenarios, installers).items():
         lines += ["", f"{SECTIONS[name]}:"]
         lines += [f"  {name:<5} {r['scenario']}[{r['installer']}]: {reason(r)}" for r in group]
-    return lines
+    return lines + changepoints.terminal(rows)
 
 
 def _json_row(row: Row) -> dict[str, Any]:
@@ -198,7 +200,9 @@ def _json_row(row: Row) -> dict[str, Any]:
 
 def to_json(rows: Sequence[Row]) -> str:
     """Schema version 2 (docs/scenarios.md): ``version``, ``totals``,
-    ``results`` and ``skipped``, sorted by scenario then installer.
+    ``results`` and ``skipped``, sorted by scenario then installer, and
+    ``bisect`` (:mod:`.changepoints`; empty without several versions of one
+    installer).
 
     Skipped items have no outcome, so they are listed apart with their reason,
     and every entry of ``results`` has an outcome from the contract.
@@ -216,6 +220,7 @@ def to_json(rows: Sequence[Row]) -> str:
         "totals": totals(rows),
         "results": results,
         "skipped": skipped,
+        "bisect": changepoints.to_json(rows),
     }
     return json.dumps(data, indent=2, sort_keys=False) + "\n"
 
@@ -266,6 +271,7 @@ def to_markdown(rows: Sequence[Row], scenarios: Sequence[str], installers: Seque
             f"- **{name}** `{r['scenario']}` with {r['installer']}: {_md_text(reason(r) or '')}"
             for r in group
         ]
+    out += changepoints.markdown(rows, _md_text)
     failing = [r for m in ("INV", "DIFF") for r in groups.get(m, []) if r.get("excerpt")]
     if failing:
         out += ["", "### Output of failing cells"]

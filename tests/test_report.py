@@ -250,7 +250,8 @@ def test_a_code_fence_is_longer_than_any_backticks_in_the_output() -> None:
 
 def test_json_v2_has_totals_what_ran_reasons_and_excerpts() -> None:
     data = json.loads(to_json(ROWS))
-    assert list(data) == ["version", "totals", "results", "skipped"]
+    assert list(data) == ["version", "totals", "results", "skipped", "bisect"]
+    assert data["bisect"] == []  # one version of each installer: nothing to bisect
     assert data["version"] == 2
     assert data["totals"] == totals(ROWS)
     keys = [(r["scenario"], r["installer"]) for r in data["results"]]

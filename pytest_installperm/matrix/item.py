@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
+from pytest_installperm.changepoints import key_message
 from pytest_installperm.environment import Environment, InstallPerm
 from pytest_installperm.fit import Fit, check, last_words
 from pytest_installperm.fixtures import get_session
@@ -259,6 +260,7 @@ class ScenarioItem(pytest.Item):
             "scenario": self.scenario.name,
             "installer": self.label,
             "installer_version": None,
+            "preset": self.installer.preset,
             "python": self.runner.python(self.python),
             "backend": env.backend if env is not None else None,
             "mode": MODE,
@@ -342,6 +344,7 @@ class ScenarioItem(pytest.Item):
         landing = classify(result.returncode, written, destinations)
         residue = residue_of(result, ctx) if result.returncode != 0 else []
         outside = _relative(env, result.outside)
+        messages = installer.messages_for(version)
         verdict = judge(
             exp,
             landing,
@@ -349,7 +352,7 @@ class ScenarioItem(pytest.Item):
             returncode=result.returncode,
             residue=residue,
             outside=outside,
-            messages=installer.messages_for(version),
+            messages=messages,
             timed_out=result.timed_out,
         )
         says = last_words(result)
@@ -365,6 +368,7 @@ class ScenarioItem(pytest.Item):
             broken=sorted(verdict.broken),
             declared=exp.declared[1] if exp.declared else None,
             says=says,
+            message=key_message(result.output, messages, str(env.root)),
             installer_version=version,
             reason=verdict.reason,
             excerpt=excerpt(result) if verdict.status == "failed" else None,
