@@ -11,9 +11,15 @@ child can write: ``templates/`` in the plugin's cache directory,
 An entry is ``<kind>-<digest>/`` holding ``tree/`` and ``manifest.json``. The
 digest is over a *key* that names the sources' identity (paths, sizes, mtimes,
 inodes, versions), so a changed source gives a new entry. The manifest holds
-the key and a hash over every path of the tree with its type, mode, size and
-mtime (bytecode: name and inode); before a session uses the tree, the hash is
-computed again: a tree that was altered or is incomplete is rebuilt.
+the key, a hash over every path of the tree with its type, mode, size and
+mtime (bytecode: name and inode), and the *stamp* of every directory of the
+tree: its inode, mtime and ctime. Before a session uses the tree it stats
+those directories (a hundred, not four thousand paths): any entry created,
+removed or renamed, or a directory's mode changed, moves its stamp, and only
+then is the hash computed again; a tree that was altered or is incomplete is
+rebuilt. A file changed in place (same inode, its directory untouched) is
+not seen: only this cache's owner can write there, and for a hard link the
+change is the source's own, which the tree mirrors by design.
 Builds happen under an exclusive ``flock`` into a temporary directory, then
 take the entry's name with one atomic rename (or exchange, for a rebuild), so
 a concurrent session sees a whole entry or none.
@@ -114,6 +120,23 @@ def _digest(tree: str) -> str:
     return f"{len(lines)}:" + hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
+def _stamps(tree: str, directories: list[str] | None = None) -> list[list[object]] | None:
+    """Each directory of ``tree`` (or those named, relative) with its inode, mtime
+    and ctime; None if one is gone or is no longer a directory."""
+    if directories is None:
+        directories = sorted(os.path.relpath(d, tree) for d, _dirs, _files in os.walk(tree))
+    found: list[list[object]] = []
+    for rel in directories:
+        try:
+            st = os.lstat(os.path.join(tree, rel))
+        except OSError:
+            return None
+        if not stat.S_ISDIR(st.st_mode):
+            return None
+        found.append([rel, st.st_ino, st.st_mtime_ns, st.st_ctime_ns])
+    return found
+
+
 def _seal(tree: Path) -> None:
     """Take the write bits off every directory we created (files keep theirs:
     they may be hard links to the sources, which are not ours to change)."""
@@ -188,7 +211,8 @@ class TemplateCache:
             try:
                 build(staging / TREE)
                 _seal(staging / TREE)
-                manifest = {"key": wanted, "tree": _digest(str(staging / TREE))}
+                built = str(staging / TREE)
+                manifest = {"key": wanted, "tree": _digest(built), "dirs": _stamps(built)}
                 (staging / MANIFEST).write_text(json.dumps(manifest, sort_keys=True))
                 os.chmod(staging / MANIFEST, 0o444)
                 os.chmod(staging, 0o755)
@@ -241,11 +265,20 @@ class TemplateCache:
 
     @staticmethod
     def verify(entry: Path, key: Mapping[str, object]) -> bool:
-        """True if ``entry`` was built for ``key`` and its tree is as it was built."""
+        """True if ``entry`` was built for ``key`` and its tree is as it was built:
+        every directory's stamp is unchanged, or else the hash of every path is."""
+        tree = str(entry / TREE)
         try:
             manifest = json.loads((entry / MANIFEST).read_text())
-            return bool(manifest["key"] == key and manifest["tree"] == _digest(str(entry / TREE)))
-        except (OSError, ValueError, KeyError, TypeError):
+            if manifest["key"] != key:
+                return False
+            stamps = manifest.get("dirs")
+            if isinstance(stamps, list) and stamps:
+                names = [str(s[0]) for s in stamps]
+                if _stamps(tree, names) == stamps:
+                    return True
+            return bool(manifest["tree"] == _digest(tree))
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
             return False
 
     def clear(self) -> list[Path]:

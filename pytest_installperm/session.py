@@ -152,6 +152,8 @@ class Session:
         self._libraries: dict[tuple[str, ...], Path] = {}
         #: Program names already looked for (found and copied, or not found).
         self._tried: set[str] = set()
+        #: Python programs found but not asked for yet: built when a caller wants them.
+        self._unwanted: set[str] = set()
         self._releases: dict[Origin, Code] = {}
 
     @property
@@ -340,14 +342,17 @@ class Session:
 
         if self._tools is None:
             self._tools = self.root.new_dir("tools-")
-        search = _search_path()
         names = {p for i in self.installers() for p in i.programs} | set(wanted)
-        for name in sorted(names - self._tried):
+        # Every sandbox asks: after the first, nothing is left to look for.
+        todo = sorted(names - self._tried - (self._unwanted - set(wanted)))
+        search = _search_path() if todo else ""
+        for name in todo:
             found = shutil.which(name, path=search)
             if found is None:
                 self._tried.add(name)
                 continue
             if programs.shebang_python(Path(found)) is not None and name not in wanted:
+                self._unwanted.add(name)
                 continue
             self._tried.add(name)
             programs.make_runnable(
@@ -375,10 +380,13 @@ class Session:
             if cache is None:
                 self._schemes[key] = SchemeFacts(**probe())
             else:
+                # A uid from the pool is whichever was free: the answer is the
+                # same for each of them, so the key names the pool, not the uid.
+                owner = ["pool"] if backend.lease is not None else list(backend.owner())
                 what = {
                     **template_key(template.base, readable=backend.needs_readable_copies),
                     "kind": [venv, system_site_packages],
-                    "backend": [backend.name, *backend.owner()],
+                    "backend": [backend.name, *owner],
                     "plugin": _plugin_identity(),
                 }
                 self._schemes[key] = SchemeFacts(**cache.facts("schemes", what, probe))

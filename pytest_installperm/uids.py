@@ -16,6 +16,7 @@ two live sandboxes, across sessions and PID namespaces alike.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import pwd
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ def lease(lock_dir: str = LOCK_DIR, start: int = POOL_START, size: int = POOL_SI
     )
 
 
+@functools.cache  # once per uid and process: every sandbox leases one
 def _account_exists(uid: int) -> bool:
     try:
         pwd.getpwuid(uid)

@@ -12,11 +12,12 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from pytest_installperm import InstallPerm
+from pytest_installperm import InstallPerm, cache, uids
 from pytest_installperm.cache import MANIFEST, TEMPLATES, TREE, TemplateCache
 from pytest_installperm.errors import CacheError
 from pytest_installperm.fixtures import get_session
@@ -94,6 +95,79 @@ def test_a_stale_key_or_a_broken_manifest_is_rebuilt(cache_dir: Path) -> None:
     manifest.write_text(json.dumps({"key": "garbage"}))
     assert cache.get("demo", {"source": 1}, build) == first and len(calls) == 3
     assert (first / "file").read_text() == "3"
+
+
+def _demo(calls: list[Path]) -> Callable[[Path], None]:
+    def build(tree: Path) -> None:
+        calls.append(tree)
+        (tree / "sub").mkdir(parents=True)
+        (tree / "sub" / "file").write_text(str(len(calls)))
+
+    return build
+
+
+def test_a_sound_tree_is_verified_by_its_directories_alone(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    templates = TemplateCache(cache_dir)
+    calls: list[Path] = []
+    first = templates.get("demo", {"source": 1}, _demo(calls))
+    monkeypatch.setattr(cache, "_digest", lambda tree: pytest.fail(f"{tree} was hashed"))
+    assert templates.get("demo", {"source": 1}, _demo(calls)) == first
+    assert len(calls) == 1
+
+
+def test_an_entry_added_below_the_tree_is_seen_and_rebuilt(cache_dir: Path) -> None:
+    templates = TemplateCache(cache_dir)
+    calls: list[Path] = []
+    first = templates.get("demo", {"source": 1}, _demo(calls))
+    sub = first / "sub"
+    os.chmod(sub, 0o755)
+    (sub / "planted").write_text("not built by us")
+    os.chmod(sub, 0o555)  # the mode as built: only the entries differ
+    assert templates.get("demo", {"source": 1}, _demo(calls)) == first
+    assert len(calls) == 2 and not (sub / "planted").exists()
+
+
+def test_a_touched_directory_falls_back_to_the_hash(cache_dir: Path) -> None:
+    """A directory's stamp moved but nothing in it changed (a backup restored its
+    times, say): the hash of every path decides, and it is the same."""
+    templates = TemplateCache(cache_dir)
+    calls: list[Path] = []
+    first = templates.get("demo", {"source": 1}, _demo(calls))
+    os.utime(first / "sub", (0, 0))
+    assert templates.get("demo", {"source": 1}, _demo(calls)) == first
+    assert len(calls) == 1
+
+
+def test_a_manifest_without_stamps_is_verified_by_the_hash(cache_dir: Path) -> None:
+    """Entries built before the stamps existed stay usable."""
+    templates = TemplateCache(cache_dir)
+    calls: list[Path] = []
+    first = templates.get("demo", {"source": 1}, _demo(calls))
+    manifest = first.parent / MANIFEST
+    data = json.loads(manifest.read_text())
+    del data["dirs"]
+    os.chmod(manifest, 0o644)
+    manifest.write_text(json.dumps(data))
+    assert templates.get("demo", {"source": 1}, _demo(calls)) == first
+    assert len(calls) == 1
+    os.chmod(first / "sub", 0o755)
+    (first / "sub" / "file").unlink()
+    assert templates.get("demo", {"source": 1}, _demo(calls)) == first
+    assert len(calls) == 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the uid pool serves root's sessions only")
+def test_the_scheme_probe_is_kept_whichever_uid_of_the_pool_ran_it(cache_dir: Path) -> None:
+    session_python(cache_dir)
+    built = entries(cache_dir)
+    held = uids.lease()  # the next session gets another uid of the pool
+    try:
+        session_python(cache_dir)
+    finally:
+        held.release()
+    assert entries(cache_dir) == built, "a session with another pool uid probed again"
 
 
 def test_concurrent_sessions_build_once(cache_dir: Path) -> None:
