@@ -72,7 +72,11 @@ template (`NAME=TEMPLATE`), a preset at a release or from a path; several side b
   (`installer_version` in every JSON row). A pip release is judged by its own rules
   (`oracle.decide(scenario, version)`; each change of pip's rules is listed in
   `oracle.CHANGES` with its release and reference, and proved against the releases on
-  both sides of it in `tests/test_versions.py`).
+  both sides of it in `tests/test_versions.py`). On Debian's interpreters,
+  `--prefix DIR` cells expect the layout of the release that ran: pip 26.3 maps
+  Debian's `posix_local` to `posix_prefix` (`DIR/lib/python3.X/site-packages`,
+  `DIR/bin`); older releases write `DIR/local/lib/python3.X/dist-packages` and
+  `DIR/local/bin` (the session's scheme probe reads both layouts).
 - Bad input fails the session with a usage error naming it: a version that is not
   PEP 440 (`pip==NOPE`), a release the index does not have, an index that cannot be
   reached, a corrupt cached wheel, a path that is not an installer. A release whose

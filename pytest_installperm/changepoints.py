@@ -114,7 +114,9 @@ class Family:
         }
 
     def heading(self) -> str:
-        order = " < ".join(str(c.version) for c in self.columns)
+        order = str(self.columns[0].version)
+        for before, column in itertools.pairwise(self.columns):
+            order += f" {'=' if column.version == before.version else '<'} {column.version}"
         return f"{self.preset} on {self.python}: {order}"
 
 

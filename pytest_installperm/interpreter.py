@@ -80,6 +80,17 @@ prefix = sysconfig.get_paths("posix_prefix", vars=dict.fromkeys(
 def pick(paths, headers):
     return {"purelib": paths["purelib"], "platlib": paths["platlib"],
             "scripts": paths["scripts"], "data": paths["data"], "headers": headers}
+# Debian's interpreters prefer posix_local outside a venv; pip before 26.3 took
+# the preferred scheme for --prefix DIR too (DIR/local/lib/pythonX.Y/dist-packages).
+try:
+    preferred = sysconfig.get_preferred_scheme("prefix")
+except AttributeError:  # Python < 3.10: pip asks distutils, below
+    preferred = None
+local = None
+if preferred == "posix_local":
+    local = sysconfig.get_paths("posix_local", vars=dict.fromkeys(
+        ("base", "platbase", "installed_base", "installed_platbase"), sys.prefix))
+    local = pick(local, local["include"])
 # pip takes its schemes from distutils before Python 3.10, as distributions
 # patch it (Debian 11: <prefix>/local/lib/python3.9/dist-packages).
 if not getattr(sysconfig, "_PIP_USE_SYSCONFIG", sys.version_info >= (3, 10)):
@@ -109,6 +120,7 @@ print(json.dumps({
     "system": pick(system, system_headers),
     "user": pick(user, user_headers),
     "prefix": pick(prefix, prefix["include"]),
+    "prefix_local": local,
     "prefix_base": sys.prefix,
 }))
 """

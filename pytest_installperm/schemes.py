@@ -98,15 +98,18 @@ class Schemes:
     """The scheme facts of one environment, fixed when it is built.
 
     ``prefix_layout`` is ``posix_prefix`` relative to its base, so that
-    ``paths("prefix", base=DIR)`` needs no interpreter.
+    ``paths("prefix", base=DIR)`` needs no interpreter. ``prefix_local_layout``
+    is Debian's ``posix_local`` the same way (empty elsewhere): where pip before
+    26.3 installs ``--prefix DIR`` (:meth:`prefix`).
     """
 
     system: Paths
     user: Paths
     prefix_layout: Mapping[str, PurePath] = field(default_factory=dict)
+    prefix_local_layout: Mapping[str, PurePath] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("system", "user", "prefix_layout"):
+        for name in ("system", "user", "prefix_layout", "prefix_local_layout"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
     def paths(self, name: str, base: str | os.PathLike[str] | None = None) -> Paths:
@@ -131,9 +134,22 @@ class Schemes:
             return target(top)
         if name == "root":
             return Scheme(f"root {top}", rerooted(self.system, top))
-        if not self.prefix_layout:
-            raise RoleError("paths('prefix'): this environment's --prefix layout is unknown")
-        return Scheme(f"prefix {top}", {k: top / v for k, v in self.prefix_layout.items()})
+        return self.prefix(top)
+
+    def prefix_schemes(self) -> tuple[str, ...]:
+        """The sysconfig schemes :meth:`prefix` knows here, sorted."""
+        return ("posix_local", "posix_prefix") if self.prefix_local_layout else ("posix_prefix",)
+
+    def prefix(self, base: str | os.PathLike[str], scheme: str = "posix_prefix") -> Scheme:
+        """``--prefix DIR`` by sysconfig scheme ``scheme`` (one of :meth:`prefix_schemes`)."""
+        layout = {"posix_prefix": self.prefix_layout, "posix_local": self.prefix_local_layout}
+        if not layout.get(scheme):
+            raise RoleError(
+                f"paths('prefix') by scheme {scheme!r}: this environment's --prefix layout "
+                "is unknown"
+            )
+        top = Path(os.path.abspath(os.fspath(base)))
+        return Scheme(f"prefix {top}", {k: top / v for k, v in layout[scheme].items()})
 
 
 __all__ = [

@@ -17,9 +17,9 @@ import pwd
 import shutil
 import sys
 import sysconfig
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from pytest_installperm.backends import Backend, choose
@@ -45,7 +45,7 @@ from pytest_installperm.interpreter import (
 )
 from pytest_installperm.locks import LockSpec
 from pytest_installperm.sandbox import SYSTEM_PATH, Sandbox, SessionRoot
-from pytest_installperm.schemes import SCHEME_KEYS, relative_layout
+from pytest_installperm.schemes import SCHEME_KEYS, Schemes, relative_layout
 
 if TYPE_CHECKING:
     from pytest_installperm.installers import Installer
@@ -74,6 +74,18 @@ class SchemeFacts:
     probe_prefix: str
     probe_venv: str
     probe_home: str
+    #: Debian's ``posix_local``, relative to its base: ``--prefix DIR``'s scheme
+    #: for pip before 26.3 (empty: the interpreter does not prefer it).
+    prefix_local_layout: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def schemes(self, system: Mapping[str, Path], user: Mapping[str, Path]) -> Schemes:
+        """An environment's scheme facts, with its system and user scheme."""
+        return Schemes(
+            system,
+            user,
+            {k: PurePath(v) for k, v in self.prefix_layout.items()},
+            {k: PurePath(v) for k, v in self.prefix_local_layout.items()},
+        )
 
     def relocate(self, value: str, *, prefix: Path, venv: Path, home: Path) -> Path:
         """Map a probe path onto the same place in another sandbox."""
@@ -453,6 +465,12 @@ def _scheme_facts(data: dict[str, Any], sandbox: Sandbox) -> SchemeFacts:
         probe_prefix=str(sandbox.prefix),
         probe_venv=str(sandbox.venv),
         probe_home=str(sandbox.home),
+        prefix_local_layout={
+            k: str(v)
+            for k, v in relative_layout(data["prefix_local"], str(data["prefix_base"])).items()
+        }
+        if data.get("prefix_local")
+        else {},
     )
 
 

@@ -3,7 +3,7 @@ and the verdicts (real runs check them in test_engine and test_matrix)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import pytest
 
@@ -71,6 +71,10 @@ def test_bad_scheme_requests_name_the_value(name: str, base: str | None, match: 
 def test_unknown_prefix_layout_is_an_error() -> None:
     with pytest.raises(RoleError, match="--prefix layout is unknown"):
         Schemes(DEBIAN_SYSTEM, USER).paths("prefix", base="/x")
+    known = Schemes(DEBIAN_SYSTEM, USER, {"purelib": PurePath("lib/site")})
+    assert known.prefix_schemes() == ("posix_prefix",)
+    with pytest.raises(RoleError, match=r"scheme 'posix_local': .* layout is unknown"):
+        known.prefix("/x", "posix_local")
 
 
 def test_spellings() -> None:

@@ -116,6 +116,53 @@ def test_prefix_on_debian_follows_posix_local_until_263(installperm, make_wheel,
     assert installed == [f"{where}/demo/__init__.py"], result.output
 
 
+def test_the_scheme_probe_knows_debians_posix_local_prefix_and_only_there(installperm):
+    """What the matrix expects of ``--prefix`` for pip before 26.3 on Debian."""
+    envs = {"running": installperm.system(locked=())}
+    if DEBIAN_PYTHON.exists() and "posix_local" in _scheme_names(DEBIAN_PYTHON):
+        envs["debian"] = installperm.system(python=DEBIAN_PYTHON, locked=())
+    for name, env in envs.items():
+        names = ("posix_local", "posix_prefix") if name == "debian" else ("posix_prefix",)
+        if name == "running" and "posix_local" in _scheme_names(Path(sys.executable)):
+            names = ("posix_local", "posix_prefix")  # the suite itself runs on Debian's
+        assert env.schemes.prefix_schemes() == names, name
+        top = env.sandbox.work / "prefix"
+        xy = env.python.name  # python3.X
+        assert env.schemes.prefix(top).paths["purelib"] == top / "lib" / xy / "site-packages"
+        if "posix_local" in names:
+            local = env.schemes.prefix(top, "posix_local").paths
+            assert local["purelib"] == top / "local" / "lib" / xy / "dist-packages", local
+            assert local["scripts"] == top / "local" / "bin", local
+    assert "debian" in envs or not DEBIAN_PYTHON.exists()
+
+
+@pytest.mark.skipif(not DEBIAN_PYTHON.exists(), reason=f"no Debian interpreter {DEBIAN_PYTHON}")
+def test_the_matrix_expects_the_prefix_layout_of_the_release_that_ran(tmp_path):
+    """On Debian's python, pip 25.3 installs ``--prefix`` by posix_local and 26.3 by
+    posix_prefix: each cell is judged by its own release's layout (pip 25.3's was
+    an undeclared difference while the matrix knew only posix_prefix)."""
+    if "posix_local" not in _scheme_names(DEBIAN_PYTHON):
+        pytest.skip(f"{DEBIAN_PYTHON} has no posix_local scheme: not Debian's build")
+    done, report = _matrix(
+        tmp_path,
+        f"--installperm-python={DEBIAN_PYTHON}",
+        "--installperm-installer=pip==25.3",
+        "--installperm-installer=pip==26.3",
+        "-k",
+        "prefix-system-locked or pep668-prefix",
+    )
+    output = done.stdout[-6000:] + done.stderr[-2000:]
+    rows = {(r["scenario"], r["installer"]): r for r in report.get("results", [])}
+    assert sorted(rows) == [
+        (s, f"pip=={v}")
+        for s in ("pep668-prefix", "prefix-system-locked")
+        for v in ("25.3", "26.3")
+    ], output
+    for row in rows.values():
+        assert (row["outcome"], row["verdict"]) == ("prefix", "passed"), output
+    assert done.returncode == 0, output
+
+
 @pytest.mark.parametrize(
     "change",
     [

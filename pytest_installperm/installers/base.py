@@ -199,6 +199,12 @@ class Installer:
         errors = [ln for ln in words if re.match(r"(error|no such option)\b", ln, re.I)]
         return (errors or words)[0]
 
+    def prefix_scheme(self, version: str | None, schemes: tuple[str, ...]) -> str:
+        """The sysconfig scheme ``--prefix DIR`` installs by, among ``schemes``
+        (those the environment has: ``posix_prefix``, Debian's ``posix_local``),
+        for ``version`` (None: unknown)."""
+        return "posix_prefix"
+
     def diverges(self, scenario: Scenario, pip: Expected) -> tuple[str, str] | None:
         """A documented difference from pip here: (outcome instead, reason), or None."""
         return None

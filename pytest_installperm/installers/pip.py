@@ -73,5 +73,8 @@ class Pip(Installer):
         # ``--version`` imports neither.
         return Command((ctx.python, "-m", "pip", "list"), library_path(ctx))
 
+    def prefix_scheme(self, version: str | None, schemes: tuple[str, ...]) -> str:
+        return oracle.prefix_scheme(version, schemes)
+
     def messages_for(self, version: str | None) -> Mapping[str, str]:
         return oracle.messages(self.messages, version)

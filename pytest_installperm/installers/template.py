@@ -84,6 +84,11 @@ class TemplateInstaller(Installer):
     def diverges(self, scenario: Scenario, pip: Expected) -> tuple[str, str] | None:
         return self.base.diverges(scenario, pip) if self.base is not None else None
 
+    def prefix_scheme(self, version: str | None, schemes: tuple[str, ...]) -> str:
+        if self.base is not None:
+            return self.base.prefix_scheme(version, schemes)
+        return super().prefix_scheme(version, schemes)
+
     def command(self, request: Request, ctx: Context) -> Command | Unsupported:
         flags, env = pip_flags(request, ctx)
         if (flags or env) and "{flags}" not in self.tokens:

@@ -168,17 +168,24 @@ def _context(
 
 
 def candidate_schemes(
-    env: Environment, scenario: Scenario, ctx: Context, installer: Installer
+    env: Environment,
+    scenario: Scenario,
+    ctx: Context,
+    installer: Installer,
+    version: str | None = None,
 ) -> dict[str, dict[str, Path]]:
     """Scheme name -> scheme paths, for every place this request could land,
-    the installer's own schemes (``own``: pipx's venv) included."""
+    the installer's own schemes (``own``: pipx's venv) included; ``--prefix``
+    as the installer at ``version`` lays it out (pip before 26.3 by Debian's
+    ``posix_local``)."""
     request = scenario.request
     system, user = dict(env.paths("system")), dict(env.paths("user"))
     if request.root:  # --root: the schemes, below the root
         system, user = rerooted(system, ctx.root), rerooted(user, ctx.root)
     schemes = {"system": system, "user": user}
     if request.prefix:
-        schemes["prefix"] = dict(env.paths("prefix", base=ctx.prefix))
+        by = installer.prefix_scheme(version, env.schemes.prefix_schemes())
+        schemes["prefix"] = dict(env.schemes.prefix(ctx.prefix, by).paths)
     if request.target:
         schemes["target"] = dict(env.paths("target", base=ctx.target))
     for name, scheme in installer.schemes(ctx).items():
@@ -334,7 +341,7 @@ class ScenarioItem(pytest.Item):
             self._skip(artifact, env, installer_version=version, excerpt=excerpt(result))
         exp = expectation(scenario, installer, self.runner.settings.declared, ctx, version)
         layout = self.runner.layout(wheel)
-        schemes = candidate_schemes(env, scenario, ctx, installer)
+        schemes = candidate_schemes(env, scenario, ctx, installer, version)
         destinations = {
             name: layout.destinations(scheme).keys() for name, scheme in schemes.items()
         }

@@ -33,7 +33,7 @@ from pytest_installperm.interpreter import BaseInterpreter, Template, create_ven
 from pytest_installperm.locks import LockSpec, Plan
 from pytest_installperm.run import Exit, execute
 from pytest_installperm.sandbox import SYSTEM_PATH, Sandbox
-from pytest_installperm.schemes import SCHEME_KEYS, Schemes
+from pytest_installperm.schemes import SCHEME_KEYS
 from pytest_installperm.session import PipCopy, SchemeFacts, Session, library_path
 from pytest_installperm.world import Arg, BuildRequest, Mode
 
@@ -426,7 +426,7 @@ def _assemble(
         prefix=sandbox.venv if request.venv else sandbox.prefix,
         userbase=userbase,
         spec=spec,
-        schemes=Schemes(system, user, {k: Path(v) for k, v in facts.prefix_layout.items()}),
+        schemes=facts.schemes(system, user),
         world=world,
     )
     world.lock(spec, env.roles)
@@ -477,7 +477,7 @@ def _assemble_in_place(
         prefix=sandbox.prefix,
         userbase=userbase,
         spec=spec,
-        schemes=Schemes(system, user, {k: Path(v) for k, v in facts.prefix_layout.items()}),
+        schemes=facts.schemes(system, user),
         world=world,
     )
     world.lock(spec, env.roles)
