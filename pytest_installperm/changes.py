@@ -144,10 +144,11 @@ class Snapshot:
         stack = [top]
         while stack:
             directory = stack.pop()
-            if self.watch is not None:
-                self.watch.add(directory)  # before listing, so nothing slips between
+            # Watched before it is listed, so nothing slips between; the
+            # watcher's lstat, taken after its watch, serves the record too.
+            st = self.watch.add(directory) if self.watch is not None else None
             try:
-                self.dirs[directory] = _entry(os.lstat(directory), self.shared)
+                self.dirs[directory] = _entry(st or os.lstat(directory), self.shared)
             except FileNotFoundError:
                 continue
             added.append(directory)

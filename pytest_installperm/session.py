@@ -112,11 +112,16 @@ class PipCopy:
 
     def runs_on(self, python_version: str) -> bool:
         """True if this pip's Requires-Python admits ``python_version`` (e.g. "3.9")."""
-        if not self.requires_python:
-            return True
-        from packaging.specifiers import SpecifierSet
+        return _admits(self.requires_python, python_version)
 
-        return SpecifierSet(self.requires_python).contains(python_version + ".0")
+
+@functools.cache  # asked for every sandbox, with the same two strings
+def _admits(requires_python: str | None, python_version: str) -> bool:
+    if not requires_python:
+        return True
+    from packaging.specifiers import SpecifierSet
+
+    return SpecifierSet(requires_python).contains(python_version + ".0")
 
 
 def _make_read_only_dirs(top: Path) -> None:

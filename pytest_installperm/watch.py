@@ -150,25 +150,30 @@ class Watcher:
         self._hub = _hub()
         self.broken = self._hub is None
 
-    def add(self, directory: str) -> None:
-        """Watch ``directory``; on failure (watch limit) give up watching."""
+    def add(self, directory: str) -> os.stat_result | None:
+        """Watch ``directory``; on failure (watch limit) give up watching.
+
+        Returns the ``lstat`` of the directory taken once the watch was in
+        place (what a caller recording it needs next), or None."""
         if self.broken or self._hub is None:
-            return
+            return None
         wd = self._hub.add(self, directory)
         if wd is None:
-            return
+            return None
         if wd < 0:
             self.broken = True
-            return
+            return None
         try:
-            inode = os.lstat(directory).st_ino
+            st = os.lstat(directory)
         except FileNotFoundError:
-            return
+            return None
+        inode = st.st_ino
         # The same inode watched under another path (it was moved): one watch.
         self._forget(self._dirs.get(wd), wd)
         self._dirs[wd] = directory
         self._paths[directory] = wd
         self._inodes[wd] = inode
+        return st
 
     def ensure(self, directory: str, inode: int) -> None:
         """Watch ``directory`` unless its current inode is already watched."""

@@ -518,14 +518,20 @@ def _install_pip(pip: PipCopy, scheme: Mapping[str, Path], python: Path, version
     # pip itself is refused, as for a distro's root-owned pip.
     os.symlink(pip.package, scheme["purelib"] / "pip")
     os.symlink(pip.dist_info, scheme["purelib"] / pip.dist_info.name)
+    text = f"#!{python}\nimport sys\nfrom pip._internal.cli.main import main\nsys.exit(main())\n"
+    scripts = os.fspath(scheme["scripts"])
     for name in ("pip", "pip3", f"pip{version}"):
-        script = scheme["scripts"] / name
-        if script.exists():
-            continue
-        script.write_text(
-            f"#!{python}\nimport sys\nfrom pip._internal.cli.main import main\nsys.exit(main())\n"
-        )
-        script.chmod(0o755)
+        try:
+            fd = os.open(
+                os.path.join(scripts, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            )
+        except FileExistsError:
+            continue  # the base's own (a venv's bin), or a link: never written through
+        try:
+            os.write(fd, text.encode())
+            os.fchmod(fd, 0o755)
+        finally:
+            os.close(fd)
 
 
 def _brings_pip(preinstalled: Iterable[Arg]) -> bool:
