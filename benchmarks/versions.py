@@ -88,9 +88,15 @@ template (`NAME=TEMPLATE`), a preset at a release or from a path; several side b
   install does), inside a sandbox of that interpreter as the child runs; a failure
   skips every cell of that release there, naming the release, the interpreter and
   the installer's last words. An installer that rejects its own
-  command line (uv 0.1.x and 0.2.0 refuse `--python` with `--system`; pip before
+  command line (uv before 0.2.4 refuses `--python` with `--system`; pip before
   23.0.1 has no `--break-system-packages`) skips the cell with its own words: a usage
   error is never an outcome.
+- uv's command line by release is a table in its preset (`UV_CHANGES` in
+  `installers/uv.py`, each change with its release and reference, proved on the
+  releases both sides of it in `tests/test_versions.py`): `--python` together with
+  `--system` from 0.2.4, `--prefix` from 0.2.10. A usage error the table expects is
+  a skip that cites it; one it does not expect, or a missing one it does, fails the
+  cell: the preset's knowledge of that release is wrong.
 
 ## Bisect view
 

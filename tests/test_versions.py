@@ -22,6 +22,8 @@ import pytest
 from packaging.version import Version
 
 from pytest_installperm import oracle
+from pytest_installperm.installers import Context
+from pytest_installperm.installers.uv import UV_CHANGES, Uv
 from pytest_installperm.scenarios import load_all
 
 BUILTIN = {s.name: s for s in load_all()}
@@ -200,6 +202,53 @@ def test_the_rule_changes_where_the_oracle_says(change, tmp_path):
             continue
         assert rows[name]["verdict"] == "passed", output
         assert rows[name]["outcome"] == oracle.decide(BUILTIN[scenario], version).outcome
+    assert done.returncode == 0, output
+
+
+#: uv change -> (scenario that shows it, last release without it, first release with it)
+UV_PROOFS = {
+    "python-with-system": ("system-writable", "0.2.3", "0.2.4"),
+    "prefix": ("prefix-system-locked", "0.2.9", "0.2.10"),
+}
+
+
+def test_every_uv_change_has_a_proof_and_its_releases_straddle_it():
+    assert set(UV_PROOFS) == set(UV_CHANGES)
+    for change, (scenario, before, after) in UV_PROOFS.items():
+        assert Version(before) < UV_CHANGES[change].since <= Version(after), change
+        assert scenario in BUILTIN, change
+
+
+@pytest.mark.parametrize("change", sorted(UV_PROOFS))
+def test_uvs_command_line_changes_where_its_table_says(change, tmp_path):
+    """The release before a change of ``UV_CHANGES`` rejects the command line
+    (a skip in uv's words, with the table's reference), the release that has it
+    runs and agrees; a change placed at the wrong release fails one of them (the
+    matrix fails a usage error the table does not expect, and a missing one it
+    does)."""
+    scenario, before, after = UV_PROOFS[change]
+    here = Path("/")
+    ctx = Context(here, here / "demo.whl", here, here, here, here, "system")
+    request = BUILTIN[scenario].request
+    reference = UV_CHANGES[change].reference.split(";")[0]
+    assert reference in (Uv().rejects(request, ctx, before) or ""), change
+    assert Uv().rejects(request, ctx, after) is None, change
+    done, report = _matrix(
+        tmp_path,
+        f"--installperm-installer=uv=={before}",
+        f"--installperm-installer=uv=={after}",
+        "-k",
+        scenario,
+    )
+    output = done.stdout[-6000:] + done.stderr[-2000:]
+    skipped = {r["installer"]: r["reason"] for r in report.get("skipped", [])}
+    rows = {r["installer"]: r for r in report.get("results", [])}
+    assert sorted(skipped) == [f"uv=={before}"] and sorted(rows) == [f"uv=={after}"], output
+    assert "usage error" in skipped[f"uv=={before}"] and reference in skipped[f"uv=={before}"]
+    assert (rows[f"uv=={after}"]["verdict"], rows[f"uv=={after}"]["installer_version"]) == (
+        "passed",
+        after,
+    ), output
     assert done.returncode == 0, output
 
 

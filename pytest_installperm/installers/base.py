@@ -18,11 +18,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from packaging.version import InvalidVersion, Version
+
 from pytest_installperm.run import Arg
 from pytest_installperm.scenarios import InstallerExpectation, Request, Scenario
 
 if TYPE_CHECKING:
-    from pytest_installperm.oracle import Expected
+    from pytest_installperm.oracle import Change, Expected
     from pytest_installperm.releases import Origin
     from pytest_installperm.run import RunResult
     from pytest_installperm.sandbox import Sandbox
@@ -125,6 +127,10 @@ class Installer:
     #: Where a versioned installer's code comes from (``NAME==X``, ``NAME@PATH``);
     #: None for the one installed with the plugin.
     origin: Origin | None = None
+    #: The installer's command line by release: name -> the first release that
+    #: accepts that part of it (:meth:`needs` says which parts a request uses).
+    #: A preset with a table claims to know its usage errors (:meth:`rejects`).
+    changes: Mapping[str, Change] = MappingProxyType({})
 
     def __init_subclass__(cls) -> None:
         super().__init_subclass__()
@@ -205,6 +211,31 @@ class Installer:
         for ``version`` (None: unknown)."""
         return "posix_prefix"
 
+    def needs(self, request: Request, ctx: Context) -> tuple[str, ...]:
+        """The :attr:`changes` this request's command line depends on."""
+        return ()
+
+    def knows_usage(self, version: str | None) -> bool:
+        """Whether :meth:`rejects` is conclusive for ``version``: the preset has
+        a table of changes and the version is known."""
+        return bool(self.changes) and _release(version) is not None
+
+    def rejects(self, request: Request, ctx: Context, version: str | None) -> str | None:
+        """Why release ``version`` must reject this request's command line (a
+        usage error), by :attr:`changes`; None if it must not or cannot be told."""
+        release = _release(version)
+        if release is None:
+            return None
+        missing = [self.changes[n] for n in self.needs(request, ctx)]
+        return (
+            "; ".join(
+                f"{c.rule} only from {self.preset} {c.since} ({c.reference})"
+                for c in missing
+                if release < c.since
+            )
+            or None
+        )
+
     def diverges(self, scenario: Scenario, pip: Expected) -> tuple[str, str] | None:
         """A documented difference from pip here: (outcome instead, reason), or None."""
         return None
@@ -229,6 +260,15 @@ class Installer:
         that installs into an environment it makes (pipx's venvs), ``"own"``.
         Asked after the run, so it may name what the run created."""
         return {}
+
+
+def _release(version: str | None) -> Version | None:
+    """``version`` as the release it is or leads to (a dev build counts as its
+    release), or None."""
+    try:
+        return Version(Version(version).base_version) if version else None
+    except InvalidVersion:
+        return None
 
 
 def program(ctx: Context, name: str) -> Arg:

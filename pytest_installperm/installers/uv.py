@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from packaging.version import Version
+
 from pytest_installperm.installers.base import (
     Command,
     Context,
@@ -15,6 +17,7 @@ from pytest_installperm.installers.base import (
     program,
     shared_flags,
 )
+from pytest_installperm.oracle import Change
 from pytest_installperm.run import Arg
 from pytest_installperm.scenarios import Request, Scenario
 
@@ -31,6 +34,24 @@ UV_NO_USER = (
 )
 
 
+#: uv's command line by release, each proved on the releases both sides of it
+#: (tests/test_versions.py): before, uv rejects that part with a usage error.
+UV_CHANGES: Mapping[str, Change] = MappingProxyType(
+    {
+        "python-with-system": Change(
+            Version("0.2.4"),
+            "`--python` together with `--system`",
+            "astral-sh/uv#3829; 0.2.3 says the argument '--python' cannot be used with '--system'",
+        ),
+        "prefix": Change(
+            Version("0.2.10"),
+            "`uv pip install --prefix`",
+            "astral-sh/uv#4085; 0.2.9 says unexpected argument '--prefix' found",
+        ),
+    }
+)
+
+
 class Uv(Installer):
     """``uv pip install --python {python} [--system] [flags] {wheel}``; ``--system``
     for system interpreters only."""
@@ -38,6 +59,7 @@ class Uv(Installer):
     name = "uv"
     programs = ("uv",)
     messages = MappingProxyType({"externally-managed": r"is externally managed"})
+    changes = UV_CHANGES
 
     def isolation(self, sandbox: Sandbox) -> Mapping[str, str]:
         # uv caches interpreter facts by path and mtime: a shared cache would
@@ -60,6 +82,10 @@ class Uv(Installer):
 
     def version_command(self, ctx: Context) -> Command | None:
         return Command((program(ctx, "uv"), "--version"))
+
+    def needs(self, request: Request, ctx: Context) -> tuple[str, ...]:
+        wanted = ("python-with-system", ctx.kind == "system"), ("prefix", request.prefix)
+        return tuple(name for name, used in wanted if used)
 
     def diverges(self, scenario: Scenario, pip: Expected) -> tuple[str, str] | None:
         return ("error", UV_NO_USER) if pip.message == "fallback" else None

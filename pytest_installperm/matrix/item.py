@@ -328,10 +328,13 @@ class ScenarioItem(pytest.Item):
         scenario, installer = self.scenario, self.installer
         version = self.runner.version(installer, env, ctx, self.python)
         words = installer.usage_error(result)
-        if words is not None:
+        rejects = installer.rejects(scenario.request, ctx, version)
+        knows = installer.knows_usage(version)
+        if words is not None and (rejects is not None or not knows):
+            known = f" (as its preset knows: {rejects})" if rejects else ""
             self._skip(
                 f"{installer.name} rejected its own command line (a usage error, exit "
-                f"status {result.returncode}, not an outcome): {words}",
+                f"status {result.returncode}, not an outcome): {words}{known}",
                 env,
                 installer_version=version,
                 excerpt=excerpt(result),
@@ -362,6 +365,16 @@ class ScenarioItem(pytest.Item):
             messages=messages,
             timed_out=result.timed_out,
         )
+        if knows and words is not None:
+            verdict.undeclared.append(
+                f"{installer.name} rejected its own command line ({words}), yet the "
+                f"{installer.preset} preset's table of changes says {version} accepts it"
+            )
+        elif knows and rejects is not None:
+            verdict.undeclared.append(
+                f"{installer.name} accepted its command line, yet the {installer.preset} "
+                f"preset's table of changes says {version} rejects it: {rejects}"
+            )
         says = last_words(result)
         self._row(
             env,
