@@ -341,18 +341,31 @@ PYTHON39 = Path("/root/.pyenv/versions/3.9.18/bin/python3.9")
 @pytest.mark.skipif(not PYTHON39.exists(), reason=f"no Python 3.9 at {PYTHON39}")
 def test_a_release_that_does_not_run_on_the_interpreter_says_so(installperm, request):
     """pip 26.1 dropped Python 3.9: its metadata says so before anything runs, and
-    asked inside the sandbox it cannot even report its version there."""
-    from pytest_installperm import releases
+    asked inside the sandbox (as the matrix asks, fit.check) it cannot even report
+    its version there; 25.3 can. The environment gets pip 25.3 preinstalled, since
+    the pip running pytest (26.3) does not run on 3.9 either."""
+    from pytest_installperm import fit, releases
     from pytest_installperm.fixtures import get_session
+    from pytest_installperm.installers import parse_all
 
     session = get_session(request.config)
     new = session.release(releases.Origin("pip", version=Version("26.1")))
     old = session.release(releases.Origin("pip", version=Version("25.3")))
-    env = installperm.system(python=PYTHON39, locked=())
+    wheel = releases.fetch("pip", Version("25.3")).wheel
+    env = installperm.system(python=PYTHON39, locked=(), preinstalled=[wheel])
     reason = new.runs_on(session.base(PYTHON39).version)
     assert reason is not None
     assert "pip==26.1" in reason and "Python 3.9" in reason
     assert old.runs_on(session.base(PYTHON39).version) is None
+    here = env.sandbox.work
     for code, works in ((old, True), (new, False)):
         result = env.run([env.python, "-m", "pip", "--version"], env={"PYTHONPATH": str(code.lib)})
         assert (result.returncode == 0) is works, result.output
+        (installer,) = parse_all([code.origin.describe()])
+        ctx = Context(env.python, here, here, here, here, env.home, env.kind, code.lib)
+        found = fit.check(installer, env, ctx, "Python 3.9")
+        assert (found.reason is None) is works, found
+        if works:
+            assert found.version == "25.3"
+        else:
+            assert str(found.reason).startswith("pip==26.1 cannot run on Python 3.9: "), found
