@@ -298,4 +298,4 @@ class TemplateCache:
         return removed
 
 
-__all__ = ["CACHE_FORMAT", "TEMPLATES", "TemplateCache", "default_cache_dir", "identity"]
+__all__ = ["CACHE_FORMAT", "TEMPLATES", "TREE", "TemplateCache", "default_cache_dir", "identity"]

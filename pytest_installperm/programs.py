@@ -180,15 +180,21 @@ def copy_python_tool(
     os.chmod(rewritten, 0o755)
     (dest / "bin").mkdir()
     entry = dest / "bin" / script.name
-    if template.libdir is None:
-        os.symlink(rewritten, entry)
-    else:
-        entry.write_text(
-            f"#!/bin/sh\nLD_LIBRARY_PATH={shlex.quote(str(template.libdir))} "
-            f'exec {shlex.quote(str(rewritten))} "$@"\n'
-        )
-        os.chmod(entry, 0o755)
+    entry_point(entry, rewritten, template.libdir)
     return ProgramVenv(entry, dest / "venv", tuple(facts["dists"]))
+
+
+def entry_point(entry: Path, script: Path, libdir: Path | None) -> None:
+    """``entry`` runs ``script``: a symlink, or a shell wrapper when the base
+    needs its ``libpython`` found (its RUNPATH may point into an unreadable home)."""
+    if libdir is None:
+        os.symlink(script, entry)
+        return
+    entry.write_text(
+        f"#!/bin/sh\nLD_LIBRARY_PATH={shlex.quote(str(libdir))} "
+        f'exec {shlex.quote(str(script))} "$@"\n'
+    )
+    os.chmod(entry, 0o755)
 
 
 def copy_python_library(script: Path, python: Path, site: Path) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_installperm.backends import Backend, choose
 from pytest_installperm.cache import (
+    TREE,
     TemplateCache,
     default_cache_dir,
     identity,
@@ -171,7 +172,7 @@ class Session:
         self._tried: set[str] = set()
         #: Python programs found but not asked for yet: built when a caller wants them.
         self._unwanted: set[str] = set()
-        self._releases: dict[Origin, Code] = {}
+        self._releases: dict[tuple[Origin, str | None], Code] = {}
 
     @property
     def root(self) -> SessionRoot:
@@ -226,11 +227,25 @@ class Session:
 
         ``readable``: another uid must read it (root's children drop to one).
         """
+        return self._cached_at(kind, key, lambda tree, _final: build(tree), readable=readable)
+
+    def _cached_at(
+        self,
+        kind: str,
+        key: dict[str, object],
+        build: Callable[[Path, Path], None],
+        *,
+        readable: bool,
+    ) -> Path:
+        """:meth:`_cached` for a tree that names its own paths: ``build(tree,
+        final)`` writes into ``tree`` what will be used at ``final``."""
         cache = self._cache_for(readable=readable)
         if cache is not None:
-            return cache.get(kind, {**key, "plugin": _plugin_identity()}, build)
+            full = {**key, "plugin": _plugin_identity()}
+            final = cache.entry(kind, full) / TREE
+            return cache.get(kind, full, lambda tree: build(tree, final))
         tree = self.root.new_dir(f"{kind}-") / "tree"
-        build(tree)
+        build(tree, tree)
         if os.geteuid() != 0:
             _make_read_only_dirs(tree)
         return tree
@@ -325,14 +340,57 @@ class Session:
             self._libraries[key] = lib
         return self._libraries[key]
 
-    def release(self, origin: Origin) -> Code:
+    def release(
+        self,
+        origin: Origin,
+        *,
+        constraints: Sequence[str] | None = None,
+        python: str | os.PathLike[str] | None = None,
+    ) -> Code:
         """A readable copy of a versioned installer's code (``NAME==X``,
-        ``NAME@PATH``), made once per session from the verified release."""
-        if origin not in self._releases:
-            from pytest_installperm.releases import provide
+        ``NAME@PATH``), made once per session from the verified release.
 
-            self._releases[origin] = provide(origin, self.root.new_dir("release-"))
-        return self._releases[origin]
+        ``constraints`` not None: a Python tool, with its dependencies, in a venv
+        of its own for the base interpreter ``python`` (:mod:`.toolvenvs`),
+        kept in the persistent cache."""
+        key = (origin, None if constraints is None else str(python))
+        if key not in self._releases:
+            if constraints is None:
+                from pytest_installperm.releases import provide
+
+                self._releases[key] = provide(origin, self.root.new_dir("release-"))
+            else:
+                self._releases[key] = self._tool_release(origin, constraints, python)
+        return self._releases[key]
+
+    def _tool_release(
+        self, origin: Origin, constraints: Sequence[str], python: str | os.PathLike[str] | None
+    ) -> Code:
+        from pytest_installperm import toolvenvs
+
+        source = toolvenvs.source_of(origin)
+        base = self.base(python)
+        template = self.template(base, readable=True)
+        if source.kind == "installed":
+            return toolvenvs.copy_installed(
+                origin,
+                source.path,
+                self.root.new_dir("release-") / "tool",
+                lambda found: self.template(self.base(found), readable=True),
+            )
+        key = {
+            **toolvenvs.build_key(origin, source, constraints),
+            **template_key(base, readable=True),
+        }
+        build = functools.partial(
+            toolvenvs.build, name=origin.name, wheel=source.path, template=template
+        )
+        return toolvenvs.open_tool(
+            origin,
+            self._cached_at(
+                "tool", key, functools.partial(build, constraints=constraints), readable=True
+            ),
+        )
 
     def _python_of(self, name: str) -> Path:
         from pytest_installperm import programs

@@ -77,10 +77,15 @@ def _versioned(spec: str, presets: Registry) -> Installer | None:
             raise releases.ReleaseError(
                 f"unknown preset {origin.name!r}; presets are {', '.join(presets.names())}"
             )
-        releases.locate(origin)
+        installer = presets.make(origin.name)
+        if installer.release_constraints is None:
+            releases.locate(origin)
+        else:
+            from pytest_installperm.toolvenvs import source_of
+
+            source_of(origin)
     except releases.ReleaseError as exc:
         raise pytest.UsageError(f"--installperm-installer={spec!r}: {exc}") from None
-    installer = presets.make(origin.name)
     installer.name = origin.describe()
     installer.origin = origin
     return installer

@@ -131,6 +131,10 @@ class Installer:
     #: accepts that part of it (:meth:`needs` says which parts a request uses).
     #: A preset with a table claims to know its usage errors (:meth:`rejects`).
     changes: Mapping[str, Change] = MappingProxyType({})
+    #: None: a release of this installer is its own wheel alone (pip, uv). A
+    #: tuple: it needs its dependencies, resolved under these pip constraints
+    #: into a venv of its own for the interpreter under test (toolvenvs.py).
+    release_constraints: tuple[str, ...] | None = None
 
     def __init_subclass__(cls) -> None:
         super().__init_subclass__()

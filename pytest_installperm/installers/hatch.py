@@ -24,6 +24,7 @@ from pytest_installperm.installers.base import (
     Installer,
     Unsupported,
     no_such_option,
+    program,
     requirement_of,
     venv_scheme,
 )
@@ -74,6 +75,7 @@ class Hatch(Installer):
 
     name = "hatch"
     programs = ("hatch",)
+    release_constraints = ()
 
     def isolation(self, sandbox: Sandbox) -> Mapping[str, str]:
         return {
@@ -92,10 +94,13 @@ class Hatch(Installer):
         if (refused := no_such_option(request, "hatch env create", upgrade=True)) is not None:
             return refused
         text = PROJECT.format(python=ctx.python, requirement=requirement_of(ctx.wheel))
-        return Command(("hatch", "env", "create"), files=MappingProxyType({"pyproject.toml": text}))
+        return Command(
+            (program(ctx, "hatch"), "env", "create"),
+            files=MappingProxyType({"pyproject.toml": text}),
+        )
 
     def version_command(self, ctx: Context) -> Command | None:
-        return Command(("hatch", "--version"))
+        return Command((program(ctx, "hatch"), "--version"))
 
     def schemes(self, ctx: Context) -> Mapping[str, Mapping[str, Path]]:
         """The venv hatch made: ``<data>/env/virtual/<project>/<hash>/<project>``

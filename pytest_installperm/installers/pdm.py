@@ -24,6 +24,7 @@ from pytest_installperm.installers.base import (
     Installer,
     Unsupported,
     no_such_option,
+    program,
     requirement_of,
 )
 from pytest_installperm.scenarios import Request, Scenario
@@ -72,6 +73,8 @@ class Pdm(Installer):
 
     name = "pdm"
     programs = ("pdm",)
+    #: pdm 2.29.4 fails at `pdm lock` with hishel 2 (an AttributeError).
+    release_constraints = ("hishel<2",)
 
     def isolation(self, sandbox: Sandbox) -> Mapping[str, str]:
         return {
@@ -97,11 +100,11 @@ class Pdm(Installer):
             "PDM_USE_VENV": "false",
             "PDM_CONFIG_FILE": str(ctx.work / "pdm-config.toml"),
         }
-        argv = ("pdm", "install", "--global", "--project", ".", "--no-self")
+        argv = (program(ctx, "pdm"), "install", "--global", "--project", ".", "--no-self")
         return Command(argv, env, files=MappingProxyType(files))
 
     def version_command(self, ctx: Context) -> Command | None:
-        return Command(("pdm", "--version"))
+        return Command((program(ctx, "pdm"), "--version"))
 
     def artifact(self, result: RunResult, ctx: Context) -> str | None:
         """pdm computes a Debian interpreter's scripts directory from its

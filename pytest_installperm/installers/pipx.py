@@ -25,6 +25,7 @@ from pytest_installperm.installers.base import (
     Installer,
     Unsupported,
     no_such_option,
+    program,
     venv_scheme,
 )
 from pytest_installperm.run import Arg
@@ -59,6 +60,7 @@ class Pipx(Installer):
 
     name = "pipx"
     programs = ("pipx", "uv")
+    release_constraints = ()
 
     def isolation(self, sandbox: Sandbox) -> Mapping[str, str]:
         home = sandbox.home
@@ -80,13 +82,20 @@ class Pipx(Installer):
             )
         if (refused := no_such_option(request, "pipx install")) is not None:
             return refused
-        argv: list[Arg] = ["pipx", "install", "--backend", "uv", "--python", ctx.python]
+        argv: list[Arg] = [
+            program(ctx, "pipx"),
+            "install",
+            "--backend",
+            "uv",
+            "--python",
+            ctx.python,
+        ]
         if request.upgrade:
             argv.append("--force")
         return Command((*argv, ctx.wheel), {"UV_OFFLINE": "1"})
 
     def version_command(self, ctx: Context) -> Command | None:
-        return Command(("pipx", "--version"))
+        return Command((program(ctx, "pipx"), "--version"))
 
     def schemes(self, ctx: Context) -> Mapping[str, Mapping[str, Path]]:
         project = canonicalize_name(ctx.wheel.name.split("-", 1)[0])

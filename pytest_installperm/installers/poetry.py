@@ -82,8 +82,11 @@ class Poetry(Installer):
 
     name = "poetry"
     libraries = ("poetry",)
+    release_constraints = ()
 
     def missing(self, tools: Path) -> str | None:
+        if self.origin is not None:
+            return None
         if importlib.util.find_spec("poetry") is None and shutil.which("poetry") is None:
             return (
                 "installer 'poetry': poetry is neither importable here nor a program on PATH "

@@ -293,7 +293,11 @@ class ScenarioItem(pytest.Item):
         probe = installer.command(scenario.request, _context(None, wheel, None))
         if isinstance(probe, Unsupported):
             self._skip(probe.reason)
-        code = session.release(installer.origin) if installer.origin is not None else None
+        code = None
+        if installer.origin is not None:
+            code = session.release(
+                installer.origin, constraints=installer.release_constraints, python=self.python
+            )
         if code is not None:
             cannot = code.runs_on(session.base(self.python).version)
             if cannot is not None:
