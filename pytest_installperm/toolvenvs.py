@@ -140,7 +140,6 @@ def build(
     host_python: str = sys.executable,
 ) -> None:
     """Build ``name``'s venv from ``wheel`` into ``tree``, for use at ``final``."""
-    from pytest_installperm.installers.base import venv_scheme
     from pytest_installperm.programs import entry_point
     from pytest_installperm.wheels import install_wheel
 
@@ -155,7 +154,10 @@ def build(
     base_python = tree / "base" / "bin" / template.base.binary_name
     final_base = final / "base" / "bin" / template.base.binary_name
     venv_python = create_venv(tree / "venv", final_base, version, system_site_packages=False)
-    scheme = venv_scheme(tree / "venv")
+    site = tree / "venv" / "lib" / f"python{version}" / "site-packages"
+    headers = tree / "venv" / "include" / "site" / f"python{version}"
+    scheme = {"purelib": site, "platlib": site, "scripts": venv_python.parent}
+    scheme |= {"data": tree / "venv", "headers": headers}
     for found in sorted(wheels.glob("*.whl")):
         install_wheel(found, scheme, final / venv_python.relative_to(tree))
     for path in sorted(wheels.iterdir()):

@@ -242,7 +242,9 @@ OLDER_POETRY = "2.4.3"
 def test_an_older_poetry_release_runs_beside_the_pinned_one(pytester):
     pinned = importlib.metadata.version("poetry")
     pytester.makeini("[pytest]\n")
-    result = pytester.runpytest(
+    # In a subprocess: the matrix's classes must not meet copies of them that
+    # earlier in-process runs of this worker imported.
+    result = pytester.runpytest_subprocess(
         "--installperm",
         f"--installperm-installer=poetry=={OLDER_POETRY}",
         "--installperm-installer=poetry",
