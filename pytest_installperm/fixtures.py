@@ -32,6 +32,7 @@ def get_session(config: pytest.Config) -> Session:
         settings = options.check(config)
         session = Session(
             backend=settings.backend,
+            mode=settings.mode,
             uid=settings.uid,
             gid=settings.gid,
             basetemp=str(settings.basetemp) if settings.basetemp else None,

@@ -22,7 +22,9 @@ interpreter's own prefix (Debian's ``/usr/local`` holds purelib, scripts and
 headers too), else purelib, platlib and scripts, and headers when the real
 directory holds nothing (pyenv's holds ``Python.h``, which stays visible). A
 scripts directory that holds the interpreter itself (pyenv's ``bin``) gets a
-copy of it first.
+copy of it first. ``externally_managed=`` that differs from the real PEP 668
+marker is a read-only overlay on the stdlib directory whose top layer holds
+the marker (or, as root, a whiteout that hides it).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from pathlib import Path
 
 from pytest_installperm.backends import Launch
 from pytest_installperm.errors import BackendError
-from pytest_installperm.interpreter import BaseInterpreter
+from pytest_installperm.interpreter import MARKER_TEXT, BaseInterpreter
 from pytest_installperm.locks import LockSpec
 from pytest_installperm.roles import is_under
 
@@ -46,6 +48,9 @@ from pytest_installperm.roles import is_under
 BOUND_KEYS = ("data", "purelib", "platlib", "scripts", "headers")
 #: The empty sandbox directory a kept tree is bound through (see Enter).
 ASIDE = ".inplace-aside"
+#: The sandbox directory laid over the stdlib to add or hide the PEP 668 marker.
+MARKER_LAYER = ".inplace-marker"
+MARKER = "EXTERNALLY-MANAGED"
 
 
 def why_not(spec: LockSpec, base: BaseInterpreter, namespace: tuple[str, str]) -> str | None:
@@ -56,13 +61,28 @@ def why_not(spec: LockSpec, base: BaseInterpreter, namespace: tuple[str, str]) -
     mode, reason = namespace
     if mode not in ("mount", "userns"):
         return f"no mount namespace can be made here ({reason})"
-    marker = base.stdlib / "EXTERNALLY-MANAGED"
-    if spec.externally_managed is not None and spec.externally_managed != marker.exists():
+    if _marker_change(spec, base) is None:
+        return None
+    marker = base.stdlib / MARKER
+    if any(c in str(base.stdlib) for c in ",:\\"):
+        return f"externally_managed={spec.externally_managed} needs an overlay on {base.stdlib}"
+    if mode != "mount":
+        # An overlay made in a user namespace was refused here (EINVAL, with
+        # the stdlib below another namespace's binds), and a whiteout is a
+        # device node, which only root may make.
         return (
-            f"externally_managed={spec.externally_managed} would change {marker}, "
-            "which stays the real one in place"
+            f"externally_managed={spec.externally_managed} would change {marker}, which "
+            "needs an overlay on the stdlib made as root"
         )
     return None
+
+
+def _marker_change(spec: LockSpec, base: BaseInterpreter) -> bool | None:
+    """True (add the marker), False (hide it), or None (keep the real one)."""
+    wanted = spec.externally_managed
+    if wanted is None or wanted == (base.stdlib / MARKER).exists():
+        return None
+    return wanted
 
 
 @dataclass(frozen=True)
@@ -75,6 +95,10 @@ class InPlace:
     traverse: tuple[tuple[Path, Path, Path], ...]
     #: (real file, its copy in a bound sandbox directory).
     seeds: tuple[tuple[Path, Path], ...]
+    #: (sandbox layer, real directory): read-only overlays, the layer on top.
+    overlays: tuple[tuple[Path, Path], ...] = ()
+    #: The marker laid over the stdlib: True added, False hidden, None real.
+    marker: bool | None = None
 
     def seen_as(self, path: Path) -> Path:
         """A sandbox path as the child sees it: the real path it is bound on."""
@@ -93,6 +117,11 @@ class InPlace:
                 return source / path.relative_to(target)
         return path
 
+    def reached(self, python: Path) -> tuple[Path, ...]:
+        """Trees the child reaches as they are although its uid could not on
+        the host (the kept trees), and the interpreter itself."""
+        return (python, *(kept for _closed, kept, _aside in self.traverse))
+
     def scheme(self, real: Mapping[str, Path]) -> dict[str, Path]:
         """The real system scheme as the parent sees it (sandbox directories)."""
         return {key: self.in_sandbox(path) for key, path in real.items()}
@@ -108,6 +137,13 @@ class InPlace:
                 shutil.copy2(real, copy)
         for _closed, _kept, aside in self.traverse:
             aside.mkdir(exist_ok=True)
+        for layer, _real in self.overlays:
+            layer.mkdir()
+            if self.marker:
+                (layer / MARKER).write_text(MARKER_TEXT)
+                os.chmod(layer / MARKER, 0o644)
+            else:  # an overlay whiteout: a character device 0/0
+                os.mknod(layer / MARKER, stat.S_IFCHR | 0o600, os.makedev(0, 0))
 
     def mounted(self, launch: Launch) -> Launch:
         """``launch`` with these mounts made in its containment's namespace."""
@@ -117,7 +153,7 @@ class InPlace:
                 f"{list(launch.argv)}"
             )
         containment = dataclasses.replace(
-            launch.containment, traverse=self.traverse, binds=self.binds
+            launch.containment, traverse=self.traverse, overlays=self.overlays, binds=self.binds
         )
         return dataclasses.replace(launch, containment=containment)
 
@@ -128,9 +164,11 @@ def plan(
     prefix: Path,
     root: Path,
     owner: tuple[int, int],
+    spec: LockSpec,
 ) -> InPlace | str:
     """The mounts that put the sandbox ``root`` (its mirrors below ``prefix``)
-    in place of ``base``'s real system scheme ``real``, or why they cannot."""
+    in place of ``base``'s real system scheme ``real`` for ``spec``, or why
+    they cannot."""
     runtime = [base.executable, base.stdlib, base.prefix]
     if base.libpython is not None:
         runtime.append(base.libpython)
@@ -156,7 +194,9 @@ def plan(
     traverse = _traverse(base, root, owner)
     if isinstance(traverse, str):
         return traverse
-    return InPlace(tuple(binds), traverse, tuple(seeds))
+    marker = _marker_change(spec, base)
+    overlays = () if marker is None else ((root / MARKER_LAYER, base.stdlib),)
+    return InPlace(tuple(binds), traverse, tuple(seeds), overlays, marker)
 
 
 def _plain_dir(path: Path) -> bool:
@@ -210,4 +250,4 @@ def _enterable(info: os.stat_result, owner: tuple[int, int]) -> bool:
     return bool(info.st_mode & bit)
 
 
-__all__ = ["ASIDE", "BOUND_KEYS", "InPlace", "plan", "why_not"]
+__all__ = ["ASIDE", "BOUND_KEYS", "MARKER_LAYER", "InPlace", "plan", "why_not"]

@@ -125,6 +125,12 @@ print(json.dumps({
 }))
 """
 
+#: The PEP 668 marker written for ``externally_managed=True``.
+MARKER_TEXT = (
+    "[externally-managed]\nError=This environment is externally managed "
+    "(written by pytest-installperm).\n"
+)
+
 #: Stdlib entries never mirrored: the site directory is per sandbox, and the
 #: test suite is large and never needed by an installer. ``__pycache__`` *is*
 #: mirrored: without it every child recompiles the top-level stdlib modules.
@@ -398,10 +404,7 @@ class Template:
         if externally_managed is None and self.externally_managed is not None:
             os.symlink(self.externally_managed, stdlib / "EXTERNALLY-MANAGED")
         elif externally_managed:
-            (stdlib / "EXTERNALLY-MANAGED").write_text(
-                "[externally-managed]\nError=This environment is externally managed "
-                "(written by pytest-installperm).\n"
-            )
+            (stdlib / "EXTERNALLY-MANAGED").write_text(MARKER_TEXT)
         return python
 
 

@@ -32,6 +32,8 @@ class Options:
     """The plugin's settings, checked; paths are absolute."""
 
     backend: str = "auto"
+    #: ``system()``'s mode unless it says (``world.MODES``).
+    mode: str = "auto"
     #: The identity children run as under privdrop; None: ``nobody``.
     uid: int | None = None
     gid: int | None = None
@@ -93,6 +95,17 @@ def _backend(config: pytest.Config) -> str:
             "installperm_backend",
             value,
             f"is not a backend; allowed: {', '.join(BACKENDS)}",
+        )
+    return value
+
+
+def _mode(config: pytest.Config) -> str:
+    from pytest_installperm.world import MODES
+
+    value = str(option(config, "installperm_mode") or "auto")
+    if value not in MODES:
+        raise _refuse(
+            config, "installperm_mode", value, f"is not a mode; allowed: {', '.join(MODES)}"
         )
     return value
 
@@ -216,6 +229,7 @@ def read(config: pytest.Config) -> Options:
     uid, gid = _identity(config)
     return Options(
         backend=_backend(config),
+        mode=_mode(config),
         uid=uid,
         gid=gid,
         basetemp=_basetemp(config),

@@ -34,6 +34,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("installperm_backend", "default for --installperm-backend", default="auto")
     group.addoption(
+        "--installperm-mode",
+        dest="installperm_mode",
+        default=None,
+        metavar="MODE",
+        help="where system() puts the interpreter unless it says: auto (default: the real "
+        "one in place where a mount namespace allows it, else a relocated copy), in-place "
+        "(skip where it cannot be had), relocated",
+    )
+    parser.addini("installperm_mode", "default for --installperm-mode", default="auto")
+    group.addoption(
         "--installperm-uid",
         dest="installperm_uid",
         default=None,

@@ -107,9 +107,15 @@ class Schemes:
     user: Paths
     prefix_layout: Mapping[str, PurePath] = field(default_factory=dict)
     prefix_local_layout: Mapping[str, PurePath] = field(default_factory=dict)
+    #: The system scheme as the installer sees it, where that differs (in
+    #: place: the real paths the sandbox is bound on); ``--root DIR`` puts
+    #: these below DIR.
+    seen_system: Paths = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("system", "user", "prefix_layout", "prefix_local_layout"):
+        if not self.seen_system:
+            object.__setattr__(self, "seen_system", self.system)
+        for name in ("system", "user", "prefix_layout", "prefix_local_layout", "seen_system"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
     def paths(self, name: str, base: str | os.PathLike[str] | None = None) -> Paths:
@@ -133,7 +139,7 @@ class Schemes:
         if name == "target":
             return target(top)
         if name == "root":
-            return Scheme(f"root {top}", rerooted(self.system, top))
+            return Scheme(f"root {top}", rerooted(self.seen_system, top))
         return self.prefix(top)
 
     def prefix_schemes(self) -> tuple[str, ...]:

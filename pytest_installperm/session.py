@@ -79,13 +79,21 @@ class SchemeFacts:
     #: for pip before 26.3 (empty: the interpreter does not prefer it).
     prefix_local_layout: dict[str, str] = dataclasses.field(default_factory=dict)
 
-    def schemes(self, system: Mapping[str, Path], user: Mapping[str, Path]) -> Schemes:
-        """An environment's scheme facts, with its system and user scheme."""
+    def schemes(
+        self,
+        system: Mapping[str, Path],
+        user: Mapping[str, Path],
+        *,
+        seen: Mapping[str, Path] | None = None,
+    ) -> Schemes:
+        """An environment's scheme facts, with its system and user scheme
+        (``seen``: the system scheme as the installer sees it, in place)."""
         return Schemes(
             system,
             user,
             {k: PurePath(v) for k, v in self.prefix_layout.items()},
             {k: PurePath(v) for k, v in self.prefix_local_layout.items()},
+            dict(seen or {}),
         )
 
     def relocate(self, value: str, *, prefix: Path, venv: Path, home: Path) -> Path:
@@ -144,7 +152,7 @@ class Session:
         installers: Sequence[Installer] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         use_cache: bool = True,
-        mode: str = "relocated",
+        mode: str = "auto",
     ) -> None:
         """``installers``: the presets whose programs, libraries and isolation
         children get (default: every registered preset). ``mode``: where

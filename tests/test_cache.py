@@ -40,7 +40,7 @@ def session_python(cache_dir: Path) -> tuple[Path, str]:
     session = Session(cache_dir=cache_dir)
     factory = InstallPerm(session)
     try:
-        env = factory.system(externally_managed=False)
+        env = factory.system(externally_managed=False, mode="relocated")
         result = env.run([env.python, "-c", "import json, sys; print(sys.prefix)"])
         assert result.returncode == 0, result.stderr
         stdlib = env.prefix / "lib" / f"python{sys.version_info[0]}{sys.version_info[1]}.zip"
@@ -233,7 +233,7 @@ def test_a_normal_users_cache_is_reused_and_cleared(unprivileged) -> None:
             session = Session()
             factory = InstallPerm(session)
             try:
-                env = factory.system(externally_managed=False)
+                env = factory.system(externally_managed=False, mode="relocated")
                 assert env.backend == "chmod"
                 assert env.run([env.python, "-c", "import json"]).returncode == 0
             finally:

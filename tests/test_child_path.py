@@ -19,7 +19,8 @@ def child_path(env_path: str) -> list[str]:
 def test_default_path_is_a_real_systems(installperm: InstallPerm) -> None:
     env = installperm.system(externally_managed=False)
     dirs = child_path(env.child_env()["PATH"])
-    assert str(env.paths("system")["scripts"]) in dirs
+    # In place, the child finds the sandbox's scripts directory at its real path.
+    assert str(env.seen_as(env.paths("system")["scripts"])) in dirs
     assert str(env.paths("user")["scripts"]) not in dirs
     assert dirs[-3:] == ["/usr/local/bin", "/usr/bin", "/bin"]
 
@@ -42,7 +43,7 @@ def test_path_with_user_scripts_silences_the_warning(
     )
     assert child_path(env.child_env()["PATH"])[1:] == [
         str(env.paths("user")["scripts"]),
-        str(env.paths("system")["scripts"]),
+        str(env.seen_as(env.paths("system")["scripts"])),
         "/usr/bin",
         "/bin",
     ]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sysconfig
 from pathlib import Path
 
 import pytest
@@ -81,7 +80,7 @@ class TestDebianBase:
         check_pip_fell_back(env, env.pip("install", "--break-system-packages", demo_wheel))
 
     def test_paths_are_debians_own(self, installperm: InstallPerm) -> None:
-        env = installperm.system(python=DEBIAN, locked=())
+        env = installperm.system(python=DEBIAN, locked=(), mode="relocated")
         probe = env.run(
             [
                 DEBIAN,
@@ -248,12 +247,17 @@ class TestLocksHold:
         out = env.run([env.python, "-c", "import site; print(site.ENABLE_USER_SITE)"])
         assert out.stdout.strip() == "False"
 
-    def test_externally_managed_on_and_off(self, installperm: InstallPerm) -> None:
-        marker = Path("lib") / f"python{sysconfig.get_python_version()}" / "EXTERNALLY-MANAGED"
-        assert (installperm.system(locked=(), externally_managed=True).prefix / marker).exists()
-        assert not (
-            installperm.system(locked=(), externally_managed=False).prefix / marker
-        ).exists()
+    @pytest.mark.parametrize("mode", ["relocated", "auto"])
+    def test_externally_managed_on_and_off(self, installperm: InstallPerm, mode: str) -> None:
+        """As the child sees its stdlib (in place: an overlay on the real one)."""
+        code = (
+            "import os, sysconfig; stdlib = sysconfig.get_path('stdlib'); "
+            "print(os.path.exists(os.path.join(stdlib, 'EXTERNALLY-MANAGED')))"
+        )
+        for wanted in (True, False):
+            env = installperm.system(locked=(), externally_managed=wanted, mode=mode)
+            seen = env.run([env.python, "-c", code])
+            assert seen.stdout.strip() == str(wanted), seen.describe()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="checks what happens when chmod is forced as root")

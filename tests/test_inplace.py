@@ -154,7 +154,7 @@ def test_virtualenv_on_a_pyenv_base_under_privdrop(installperm: InstallPerm, mod
     assert inside.returncode != 0  # --no-seed: no pip in it, as asked
 
 
-def test_relocation_is_the_fallback_and_says_why(
+def test_venv_is_relocated_and_says_why(
     installperm: InstallPerm, request: pytest.FixtureRequest
 ) -> None:
     env = installperm.venv()
@@ -166,21 +166,43 @@ def test_relocation_is_the_fallback_and_says_why(
             env.mode.reason
             == "in place is not possible: venv() is always built on a relocated copy"
         )
-    marker = Path(sysconfig.get_path("stdlib")) / "EXTERNALLY-MANAGED"
-    env = installperm.system(mode="auto", externally_managed=not marker.exists())
-    assert env.mode.name == "relocated"
-    assert f"would change {marker}" in env.mode.reason
-    assert "mode: relocated (in place is not possible:" in env.describe()
-    assert env.run(["/bin/true"]).describe().count("\n  mode: relocated (in place") == 1
+        assert "mode: relocated (in place is not possible:" in env.describe()
+        assert env.run(["/bin/true"]).describe().count("\n  mode: relocated (in place") == 1
+
+
+@pytest.mark.parametrize("python", [running_base(), DEBIAN], ids=["running", "debian"])
+@pytest.mark.parametrize("marker", [True, False])
+def test_pep668_marker_laid_over_the_real_stdlib(
+    installperm: InstallPerm, demo_wheel: Path, python: Path, marker: bool
+) -> None:
+    """externally_managed= that differs from the real marker: an overlay on
+    the stdlib in the child's namespace (a whiteout hides it, as root)."""
+    if not python.exists():
+        pytest.skip(f"{python} is not here")
+    real = Path("/usr/lib/python3.11" if python == DEBIAN else sysconfig.get_path("stdlib"))
+    before = (real / "EXTERNALLY-MANAGED").exists()
+    env = installperm.system(python=python, mode="in-place", externally_managed=marker)
+    assert env.mode.name == "in-place", env.describe()
+    result = env.pip("install", demo_wheel)
+    refused = "externally-managed-environment" in result.output
+    assert refused == marker, result.describe()
+    if not marker:
+        result.assert_installed(demo_wheel, scheme="user")
+    assert (real / "EXTERNALLY-MANAGED").exists() == before  # the host's stdlib
 
 
 def test_forced_in_place_that_cannot_be_had_is_a_skip(installperm: InstallPerm) -> None:
-    marker = Path(sysconfig.get_path("stdlib")) / "EXTERNALLY-MANAGED"
+    """A base whose real site-packages is gone has nothing to bind over."""
+    other = installperm.system(mode="relocated", locked=())
+    shutil.rmtree(other.paths("system")["purelib"])
     with pytest.raises(pytest.skip.Exception) as skipped:
-        installperm.system(mode="in-place", externally_managed=not marker.exists())
+        installperm.system(python=other.python, mode="in-place")
     message = str(skipped.value)
-    assert f"mode in-place for {running_base()} is not possible here" in message
-    assert str(marker) in message
+    assert f"mode in-place for {other.python} is not possible here" in message
+    assert f"the real purelib directory {other.paths('system')['purelib']}" in message
+    env = installperm.system(python=other.python, mode="auto")
+    assert env.mode.name == "relocated"
+    assert env.mode.reason.startswith("in place is not possible: the real purelib directory")
 
 
 def test_relocated_when_asked(installperm: InstallPerm) -> None:

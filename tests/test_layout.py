@@ -60,7 +60,7 @@ def report(argv: list[str], env: dict[str, str] | None = None) -> dict[str, obje
 def test_relocated_interpreter_reports_the_base_layout_moved(
     installperm: InstallPerm, python: Path | None
 ) -> None:
-    env = installperm.system(python=python, locked=(), externally_managed=False)
+    env = installperm.system(python=python, locked=(), externally_managed=False, mode="relocated")
     base = report([str(python or Path(sys._base_executable).resolve())], {"PATH": os.defpath})
     result = env.run([env.python, "-c", REPORT])
     assert result.returncode == 0, result.stderr

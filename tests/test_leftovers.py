@@ -176,22 +176,21 @@ def test_preinstall_never_writes_through_stdlib_links(
     from test_safety import craft_wheel
 
     key, aimed = AIMS[aim]
-    probe = installperm.system(externally_managed=False, locked=(), backend=backend)
+    relocated = {"externally_managed": False, "locked": (), "backend": backend, "mode": "relocated"}
+    probe = installperm.system(**relocated)
     prefix = probe.python.parent.parent
     member = f"evil-1.0.data/{key}/{os.path.relpath(prefix / aimed, probe.paths('system')[key])}"
     wheel = craft_wheel(tmp_path, "evil", {"evil/__init__.py": b"", member: b"pwned = 1\n"})
     before = _tree_digest(STDLIB / "json")
     os_py = (STDLIB / "os.py").read_bytes()
     with pytest.raises(UnsafePathError) as caught:
-        installperm.system(
-            externally_managed=False, locked=(), backend=backend, preinstalled=[wheel]
-        )
+        installperm.system(**relocated, preinstalled=[wheel])
     message = str(caught.value)
     assert "symlink" in message and "would leave" in message, message
     assert _tree_digest(STDLIB / "json") == before
     assert (STDLIB / "os.py").read_bytes() == os_py
     # and the session template of later sandboxes is clean too
-    env = installperm.system(externally_managed=False, locked=(), backend=backend)
+    env = installperm.system(**relocated)
     listed = env.run(
         [env.python, "-c", "import json, os; print(sorted(os.listdir(json.__path__[0])))"]
     )

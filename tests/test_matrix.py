@@ -387,10 +387,15 @@ def test_rows_say_what_ran_where_and_why_a_cell_is_not_ok(full_run):
         "uv": importlib.metadata.version("uv"),
     }
     base = Path(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))
+    from pytest_installperm.backends.contain import namespace_mode
+
+    namespace = namespace_mode()[0] in ("mount", "userns")
     for row in rows:
         assert row["python"] == f"{base} ({platform.python_version()})"
         assert row["backend"] in ("chmod", "privdrop", "mountns")
-        assert row["mode"] == "relocated"
+        # In place wherever a mount namespace can be made, except venvs.
+        in_place = namespace and BUILTIN[row["scenario"]].environment.kind == "system"
+        assert row["mode"] == ("in-place" if in_place else "relocated"), row
         assert (row["reason"] is None) == (row["verdict"] == "passed"), row
         assert row["excerpt"] is None  # no failing row
     fallback = full_run["rows"][("fallback-to-user", "uv")]

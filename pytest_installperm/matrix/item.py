@@ -36,8 +36,6 @@ if TYPE_CHECKING:
 
 #: The user_properties key under which each item ships its row.
 ROW_KEY = "installperm"
-#: How the matrix's interpreters are made: relocated copies of a base interpreter.
-MODE = "relocated"
 #: Seconds an installer may take to say its version.
 VERSION_TIMEOUT = 60.0
 #: How many lines of the installer's output a failing row keeps.
@@ -180,8 +178,8 @@ def candidate_schemes(
     ``posix_local``)."""
     request = scenario.request
     system, user = dict(env.paths("system")), dict(env.paths("user"))
-    if request.root:  # --root: the schemes, below the root
-        system, user = rerooted(system, ctx.root), rerooted(user, ctx.root)
+    if request.root:  # --root: the schemes (as the installer sees them), below the root
+        system, user = dict(env.paths("root", base=ctx.root)), rerooted(user, ctx.root)
     schemes = {"system": system, "user": user}
     if request.prefix:
         by = installer.prefix_scheme(version, env.schemes.prefix_schemes())
@@ -270,7 +268,7 @@ class ScenarioItem(pytest.Item):
             "preset": self.installer.preset,
             "python": self.runner.python(self.python),
             "backend": env.backend if env is not None else None,
-            "mode": MODE,
+            "mode": env.mode.name if env is not None else None,
             "reason": None,
             "excerpt": None,
             **fields,

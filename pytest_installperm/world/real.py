@@ -78,8 +78,9 @@ class RealWorld:
         #: Which mode ran and why (``env.mode``).
         self.mode = mode
         self._in_place = in_place
-        #: In place: the real interpreter, passed to the child as it is.
-        self._python = python
+        #: In place: the real interpreter's tree, which the child reaches as it
+        #: is (through the traversable tmpfs): never staged.
+        self._reached = () if python is None or in_place is None else in_place.reached(python)
         self.sandbox = sandbox
         self._backend = backend
         self.backend = backend.name
@@ -116,8 +117,6 @@ class RealWorld:
         child's own and are passed as they are, never followed by us.
         """
         if isinstance(arg, os.PathLike):
-            if self._python is not None and Path(arg) == self._python:
-                return str(arg)  # the real interpreter, in place: never a copy
             return self._stage_path(Path(arg), always=True)
         text = str(arg)
         if text.startswith("-") and "=" in text:
@@ -133,6 +132,8 @@ class RealWorld:
         root = self.sandbox.root
         absolute = Path(os.path.abspath(path))
         if _inside(absolute, root) or _inside(Path(os.path.realpath(path)), root):
+            return str(path)
+        if any(_inside(absolute, top) for top in self._reached):
             return str(path)
         try:
             st = os.stat(path)
@@ -328,7 +329,7 @@ class RealBuilder:
         sandbox = Sandbox(self._session.root.new_dir("sandbox-"))
         try:
             real = {k: where(facts, facts.system[k], sandbox) for k in SCHEME_KEYS}
-            mounts = plan(base, real, sandbox.prefix, sandbox.root, backend.owner())
+            mounts = plan(base, real, sandbox.prefix, sandbox.root, backend.owner(), request.spec)
             if isinstance(mounts, str):
                 sandbox.remove()
                 return mounts
@@ -477,7 +478,7 @@ def _assemble_in_place(
         prefix=sandbox.prefix,
         userbase=userbase,
         spec=spec,
-        schemes=facts.schemes(system, user),
+        schemes=facts.schemes(system, user, seen=real),
         world=world,
     )
     world.lock(spec, env.roles)

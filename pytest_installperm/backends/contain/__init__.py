@@ -54,6 +54,7 @@ class Containment:
     #: (closed, kept, aside), and sandbox directories bound over real ones,
     #: as (source, target).
     traverse: tuple[tuple[Path, Path, Path], ...] = ()
+    overlays: tuple[tuple[Path, Path], ...] = ()
     binds: tuple[tuple[Path, Path], ...] = ()
 
     def popen_kwargs(
@@ -98,6 +99,7 @@ class Containment:
             traverse=tuple(
                 (os.fsencode(c), os.fsencode(k), os.fsencode(a)) for c, k, a in self.traverse
             ),
+            overlays=tuple((os.fsencode(a), os.fsencode(b)) for a, b in self.overlays),
             binds=tuple((os.fsencode(s), os.fsencode(t)) for s, t in self.binds),
         )
         kwargs["pass_fds"] = (*tuple(kwargs.get("pass_fds", ())), report_fd)  # type: ignore[arg-type]

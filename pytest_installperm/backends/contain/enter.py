@@ -89,6 +89,8 @@ class Enter:
     #: only ``kept`` in it, bound back through the empty directory ``aside``;
     #: then each (source, target) binds a sandbox directory over a real one.
     traverse: tuple[tuple[bytes, bytes, bytes], ...] = ()
+    #: (layer, directory): a read-only overlay of ``layer`` over ``directory``.
+    overlays: tuple[tuple[bytes, bytes], ...] = ()
     binds: tuple[tuple[bytes, bytes], ...] = ()
 
     def __call__(self) -> None:
@@ -176,6 +178,15 @@ class Enter:
             libc.mount(aside, kept, None, MS_BIND | MS_REC, "bind back")
             libc.detach(aside, "unmount the aside bind")
             libc.set_readonly(closed, True, recursive=True)
+        for layer, directory in self.overlays:
+            libc.mount(
+                b"overlay",
+                directory,
+                b"overlay",
+                MS_RDONLY | MS_NOSUID | MS_NODEV,
+                "lay the PEP 668 marker over the stdlib",
+                b"lowerdir=" + layer + b":" + directory,
+            )
         for source, target in self.binds:
             libc.mount(source, target, None, MS_BIND | MS_REC, "bind in place")
 
