@@ -16,12 +16,14 @@ from conftest import _closure
 
 from pytest_installperm import InstallPerm
 from pytest_installperm.environment import Environment
-from pytest_installperm.errors import FakefsError, InterpreterError
+from pytest_installperm.errors import FakefsError, InterpreterError, PlacementError
 from pytest_installperm.fixtures import get_session
 from pytest_installperm.interpreter import running_base
 
 FALLBACK = "Defaulting to user installation because normal site-packages is not writeable"
 DEBIAN = Path("/usr/bin/python3.11")
+#: In place, nothing locked; a PEP 668 marker (Debian's) is not what these tests are about.
+UNLOCKED = {"python": running_base(), "mode": "in-place", "locked": (), "externally_managed": False}
 PROBE = (
     "import json, sys, sysconfig; print(json.dumps({'prefix': sys.prefix, "
     "'executable': sys.executable, 'purelib': sysconfig.get_paths()['purelib'], "
@@ -72,7 +74,7 @@ def test_debian_interpreter_in_its_real_place(installperm: InstallPerm, demo_whe
 
 def test_uv_denial_names_the_real_site(installperm: InstallPerm, demo_wheel: Path) -> None:
     """The original report's message, with the path its users see."""
-    env = installperm.system(python=running_base(), mode="in-place")
+    env = installperm.system(python=running_base(), mode="in-place", externally_managed=False)
     real_site = probe(env)["purelib"]
     assert real_site.startswith(sys.base_prefix)
     assert env.seen_as(env.paths("system")["purelib"]) == Path(real_site)
@@ -90,7 +92,7 @@ def test_unlocked_install_lands_in_the_sandbox_with_real_paths(
     installperm: InstallPerm, demo_wheel: Path
 ) -> None:
     """RECORD and shebangs name the real paths; the files are the sandbox's."""
-    env = installperm.system(python=running_base(), mode="in-place", locked=())
+    env = installperm.system(**UNLOCKED)
     result = env.pip("install", demo_wheel)
     assert result.returncode == 0, result.describe()
     result.assert_installed(demo_wheel, scheme="system")
@@ -195,6 +197,8 @@ def test_forced_in_place_that_cannot_be_had_is_a_skip(installperm: InstallPerm) 
     """A base whose real site-packages is gone has nothing to bind over."""
     other = installperm.system(mode="relocated", locked=())
     shutil.rmtree(other.paths("system")["purelib"])
+    if other.paths("system")["data"] != other.prefix:  # Debian's prefix/local holds purelib
+        shutil.rmtree(other.paths("system")["data"])
     with pytest.raises(pytest.skip.Exception) as skipped:
         installperm.system(python=other.python, mode="in-place")
     message = str(skipped.value)
@@ -260,7 +264,8 @@ def test_in_place_as_a_normal_user_in_a_user_namespace(unprivileged) -> None:  #
             code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
             seen = env.run([env.python, "-c", code])
             assert seen.stdout.strip() == str(real), seen.describe()
-            result = env.pip("install", wheel)
+            # (a PEP 668 marker, Debian's, cannot be hidden without root)
+            result = env.pip("install", "--break-system-packages", wheel)
             assert FALLBACK in result.stdout, result.describe()
             result.assert_installed(wheel, scheme="user")
             result.assert_untouched("system")
@@ -268,3 +273,66 @@ def test_in_place_as_a_normal_user_in_a_user_namespace(unprivileged) -> None:  #
         """
     )
     assert inner.outcomes() == {"passed": 1}, inner.stdout + inner.stderr
+
+
+def _mount_points() -> set[str]:
+    with open("/proc/self/mountinfo") as info:
+        return {line.split()[4] for line in info}
+
+
+def _top(path: Path) -> tuple[list[str], int]:
+    """A directory's entries and its mtime, read by us, not by change tracking."""
+    return sorted(os.listdir(path)), os.stat(path).st_mtime_ns
+
+
+def test_the_host_sees_nothing_of_an_in_place_install(
+    installperm: InstallPerm, demo_wheel: Path
+) -> None:
+    """As root, nothing locked: pip writes the system site and scripts as the
+    child sees them (the real paths), and the host's real directories stay as
+    they were, with no mount left in its namespace."""
+    if os.geteuid() != 0:
+        pytest.skip("as root: a root parent could write the real directories")
+    env = installperm.system(**UNLOCKED)
+    real_site = env.seen_as(env.paths("system")["purelib"])
+    real_bin = env.seen_as(env.paths("system")["scripts"])
+    assert real_site != env.paths("system")["purelib"] and real_site.is_dir()
+    before = _top(real_site), _top(real_bin), _mount_points()
+    result = env.pip("install", demo_wheel)
+    assert result.returncode == 0, result.describe()
+    result.assert_installed(demo_wheel, scheme="system")
+    seen = env.run([env.python, "-c", "import demo, os; print(os.path.dirname(demo.__file__))"])
+    assert seen.stdout.strip() == str(real_site / "demo"), seen.describe()
+    assert (_top(real_site), _top(real_bin), _mount_points()) == before
+    assert not (real_site / "demo").exists() and not (real_bin / "demo-cli").exists()
+
+
+def test_path_mapping_is_lexical_and_never_follows_what_the_child_wrote(
+    installperm: InstallPerm, demo_wheel: Path
+) -> None:
+    """The child plants links at the real paths; the parent maps and judges
+    them as names, never through them."""
+    env = installperm.system(**UNLOCKED)
+    site = env.paths("system")["purelib"]
+    real = env.seen_as(site)
+    installed = env.pip("install", demo_wheel)
+    assert installed.returncode == 0, installed.describe()
+    code = (
+        "import os, shutil, sys; site = sys.argv[1]; "
+        "os.symlink('/etc', os.path.join(site, 'escape')); "
+        "shutil.rmtree(os.path.join(site, 'demo')); os.symlink('/etc', os.path.join(site, 'demo'))"
+    )
+    planted = env.run([env.python, "-c", code, str(real)])  # the real path, as the child sees it
+    assert planted.returncode == 0, planted.describe()
+    assert (site / "escape").is_symlink() and (site / "demo").is_symlink()  # in the sandbox
+    assert not os.path.lexists(real / "escape")  # not on the host
+    mapped = env.in_sandbox(real / "escape" / "shadow")
+    assert mapped == site / "escape" / "shadow"  # lexically: not /etc/shadow
+    assert env.seen_as(mapped) == real / "escape" / "shadow"
+    assert env.in_sandbox(Path("/etc/passwd")) == Path("/etc/passwd")  # not bound: as it is
+    with pytest.raises(PlacementError) as caught:
+        installed.assert_installed(demo_wheel, scheme="system")
+    message = str(caught.value)
+    # The package directory is a link to /etc now: its files are missing, not read there.
+    assert re.search(r"-packages/demo/__init__\.py +missing", message), message
+    assert "root:" not in message  # nothing of /etc/passwd or /etc/shadow

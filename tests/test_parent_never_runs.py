@@ -22,8 +22,13 @@ def test_replaced_interpreter_is_never_run_by_the_parent(
 ) -> None:
     wheel = make_wheel("demo", purelib={"demo/__init__.py": "A = 1\n"})
     build = installperm.venv if kind == "venv" else installperm.system
-    # a PEP 668 marker (Debian's interpreters) is not what this test is about
-    env = build(locked=()) if kind == "venv" else build(locked=(), externally_managed=False)
+    # a PEP 668 marker (Debian's interpreters) is not what this test is about; in
+    # place the interpreter is the real one, out of the child's reach: relocated
+    env = (
+        build(locked=())
+        if kind == "venv"
+        else build(locked=(), externally_managed=False, mode="relocated")
+    )
     canary = env.root.parent / f"parent-ran-{os.getpid()}-{kind}"
     trap = f'#!/bin/sh\necho "$(id -u)" > {canary}\n'
     targets = [env.python, env.paths("system")["scripts"] / "pip"]
