@@ -100,9 +100,11 @@ def _backend(config: pytest.Config) -> str:
 
 
 def _mode(config: pytest.Config) -> str:
+    value = str(option(config, "installperm_mode") or "auto")
+    if value == "auto":
+        return value  # the default: known without loading the world seam
     from pytest_installperm.world import MODES
 
-    value = str(option(config, "installperm_mode") or "auto")
     if value not in MODES:
         raise _refuse(
             config, "installperm_mode", value, f"is not a mode; allowed: {', '.join(MODES)}"

@@ -336,3 +336,19 @@ def test_path_mapping_is_lexical_and_never_follows_what_the_child_wrote(
     # The package directory is a link to /etc now: its files are missing, not read there.
     assert re.search(r"-packages/demo/__init__\.py +missing", message), message
     assert "root:" not in message  # nothing of /etc/passwd or /etc/shadow
+
+
+def test_the_sessions_mode_comes_from_the_option(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_mode(installperm):
+            env = installperm.system()
+            assert env.mode.name == "relocated"
+            assert env.mode.reason == "the session's mode (relocated)"
+        """
+    )
+    pytester.runpytest_subprocess("--installperm-mode=relocated").assert_outcomes(passed=1)
+    refused = pytester.runpytest_subprocess("--installperm-mode=inplace")
+    refused.stderr.fnmatch_lines(
+        ["*--installperm-mode: 'inplace' is not a mode; allowed: auto, in-place, relocated*"]
+    )
