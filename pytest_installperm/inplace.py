@@ -99,6 +99,8 @@ class InPlace:
     overlays: tuple[tuple[Path, Path], ...] = ()
     #: The marker laid over the stdlib: True added, False hidden, None real.
     marker: bool | None = None
+    #: Scheme keys whose real directory stays (read-only to the child), with it.
+    left_real: tuple[tuple[str, Path], ...] = ()
 
     def seen_as(self, path: Path) -> Path:
         """A sandbox path as the child sees it: the real path it is bound on."""
@@ -174,14 +176,16 @@ def plan(
         runtime.append(base.libpython)
     binds: list[tuple[Path, Path]] = []
     seeds: list[tuple[Path, Path]] = []
+    left: list[tuple[str, Path]] = []
     for key in BOUND_KEYS:
         target = real[key]
         if any(is_under(target, t) for _s, t in binds):
             continue
         holds = [r for r in runtime if is_under(r, target) and r.parent != target]
-        if key in ("data", "headers") and (holds or not _plain_dir(target)):
-            continue  # stays the real one (read-only): see the module docstring
-        if key == "headers" and any(target.iterdir()):
+        if key in ("data", "headers") and (
+            holds or not _plain_dir(target) or (key == "headers" and any(target.iterdir()))
+        ):
+            left.append((key, target))  # stays the real one (read-only): see the module docstring
             continue
         if holds:
             return f"the real {key} directory {target} holds {holds[0]}, which must stay visible"
@@ -196,7 +200,9 @@ def plan(
         return traverse
     marker = _marker_change(spec, base)
     overlays = () if marker is None else ((root / MARKER_LAYER, base.stdlib),)
-    return InPlace(tuple(binds), traverse, tuple(seeds), overlays, marker)
+    # data is considered first: it is left real only if nothing below it is bound.
+    left = [(k, p) for k, p in left if not any(is_under(p, t) for _s, t in binds)]
+    return InPlace(tuple(binds), traverse, tuple(seeds), overlays, marker, tuple(left))
 
 
 def _plain_dir(path: Path) -> bool:

@@ -387,9 +387,17 @@ def test_rows_say_what_ran_where_and_why_a_cell_is_not_ok(full_run):
         "uv": importlib.metadata.version("uv"),
     }
     base = Path(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))
+    # auto: in place only where every scheme directory can be replaced (pyenv's
+    # data directory is its prefix: relocated)
+    import sysconfig
+
     from pytest_installperm.backends.contain import namespace_mode
 
-    namespace = namespace_mode()[0] in ("mount", "userns")
+    bindable = (
+        sysconfig.get_config_var("prefix")
+        != sysconfig.get_paths(vars={"base": sys.base_prefix})["data"]
+    )
+    namespace = namespace_mode()[0] in ("mount", "userns") and bindable
     for row in rows:
         assert row["python"] == f"{base} ({platform.python_version()})"
         assert row["backend"] in ("chmod", "privdrop", "mountns")

@@ -333,6 +333,14 @@ class RealBuilder:
             if isinstance(mounts, str):
                 sandbox.remove()
                 return mounts
+            if mounts.left_real and (request.mode or self._session.mode) == "auto":
+                sandbox.remove()
+                key, path = mounts.left_real[0]
+                return (
+                    f"its scheme's {key} directory {path} holds the interpreter's own files, so "
+                    "it cannot be replaced and would stay read-only to the child (a wheel's "
+                    f"{key} files would fail with EROFS); mode='in-place' accepts that"
+                )
             how = "as root" if namespace[0] == "mount" else "in a user namespace"
             mode = Mode("in-place", f"{base.executable} at its real path, bind mounts made {how}")
             return _assemble_in_place(
