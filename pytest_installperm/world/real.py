@@ -301,7 +301,7 @@ class RealBuilder:
             env_or_why = self._in_place(request, backend, base, pip)
             if isinstance(env_or_why, Environment):
                 return env_or_why
-            if asked == "in-place":
+            if asked == "in-place" and not request.venv:  # venv(): always relocated
                 backend.release()
                 pytest.skip(
                     f"mode in-place for {base.executable} is not possible here: {env_or_why}"
