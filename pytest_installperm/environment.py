@@ -36,6 +36,17 @@ DEFAULT_TIMEOUT = 120.0
 PATH_ROLES = {"system-scripts": "system", "user-scripts": "user"}
 
 
+def check_programs(names: Iterable[str]) -> tuple[str, ...]:
+    """``programs=`` of ``system()``/``venv()``: program names, never paths."""
+    if isinstance(names, str):
+        raise TypeError(f"programs={names!r}: a sequence of program names, e.g. ({names!r},)")
+    found = tuple(names)
+    for name in found:
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValueError(f"programs=: {name!r} is not a program name (poetry, pdm, ...)")
+    return found
+
+
 def check_path(
     entries: Iterable[str | os.PathLike[str]] | None,
 ) -> tuple[str | os.PathLike[str], ...] | None:
@@ -260,6 +271,7 @@ class InstallPerm:
         layout: str | Layout | None = None,
         path: Iterable[str | os.PathLike[str]] | None = None,
         mode: str | None = None,
+        programs: Iterable[str] = (),
     ) -> Environment:
         """``python`` (default: the running one) as a system interpreter, not a venv.
 
@@ -275,6 +287,12 @@ class InstallPerm:
         PATH (directories, or the role names ``system-scripts`` and
         ``user-scripts``); the default is a real system's, without the user's
         scripts directory.
+
+        ``programs`` names installer programs the child runs by name (``poetry``,
+        ``pdm``, ``pipx``, ``hatch``, ``uv``): each is made runnable by the
+        child from wherever it is installed here (a venv under a 0700 ``/root``
+        too), put first on its PATH, and ``env.tool(name)`` is its path. One
+        that is not installed here is a :class:`ProgramError` naming it.
         """
         __tracebackhide__ = True
         spec = LockSpec.make(
@@ -287,7 +305,16 @@ class InstallPerm:
         if mode is not None and mode not in MODES:
             raise ValueError(f"mode={mode!r}: must be one of {', '.join(MODES)}")
         request = BuildRequest(
-            spec, False, False, tuple(preinstalled), python, backend, layout, check_path(path), mode
+            spec,
+            False,
+            False,
+            tuple(preinstalled),
+            python,
+            backend,
+            layout,
+            check_path(path),
+            mode,
+            check_programs(programs),
         )
         return self._build(request)
 
@@ -304,8 +331,10 @@ class InstallPerm:
         backend: str | None = None,
         layout: str | Layout | None = None,
         path: Iterable[str | os.PathLike[str]] | None = None,
+        programs: Iterable[str] = (),
     ) -> Environment:
-        """A real venv on a relocated system interpreter, in one sandbox."""
+        """A real venv on a relocated system interpreter, in one sandbox
+        (``programs`` as for :meth:`system`)."""
         __tracebackhide__ = True
         spec = LockSpec.make(locked, mode=lock_mode, home=home, user_site=user_site)
         request = BuildRequest(
@@ -317,6 +346,7 @@ class InstallPerm:
             backend,
             layout,
             check_path(path),
+            programs=check_programs(programs),
         )
         return self._build(request)
 

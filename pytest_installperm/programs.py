@@ -23,7 +23,8 @@ import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,18 @@ def make_runnable(
     )
     os.symlink(program.script, entry)
     return entry
+
+
+def required(tools: Path, names: Sequence[str]) -> Path:
+    """``tools``, once every program of ``names`` is in it; ProgramError naming
+    the first one that is not installed here."""
+    for name in names:
+        if not os.path.lexists(tools / name):
+            raise ProgramError(
+                f"programs=({name!r},): no program {name!r} next to {sys.executable} or on "
+                "PATH: install it (the test extra has poetry, pdm, pipx, hatch and uv)"
+            )
+    return tools
 
 
 def readable_program(src: Path, dst: Path) -> None:

@@ -81,6 +81,9 @@ class BuildRequest:
     path: tuple[str | os.PathLike[str], ...] | None = None
     #: One of :data:`MODES` (real world); None: the session's default.
     mode: str | None = None
+    #: Installer programs the child runs by name (real world): made runnable
+    #: for it from wherever they are installed here, first on its PATH.
+    programs: tuple[str, ...] = ()
 
 
 class World(Protocol):

@@ -341,6 +341,11 @@ def _refuse_subprocess_only(request: BuildRequest) -> None:
             f"installperm_fakefs: mode={request.mode!r}: the in-process mode has no child "
             "process, so no interpreter to run in place or relocate; use the installperm fixture"
         )
+    if request.programs:
+        raise FakefsError(
+            f"installperm_fakefs: programs={request.programs!r}: the in-process mode runs no "
+            "programs; use the installperm fixture"
+        )
     if request.backend not in (None, BACKEND):
         raise FakefsError(
             f"installperm_fakefs: backend={request.backend!r}: the in-process mode's only "

@@ -31,6 +31,7 @@ from pytest_installperm.errors import (
 )
 from pytest_installperm.interpreter import BaseInterpreter, Template, create_venv
 from pytest_installperm.locks import LockSpec, Plan
+from pytest_installperm.programs import required
 from pytest_installperm.run import Exit, execute
 from pytest_installperm.sandbox import SYSTEM_PATH, Sandbox
 from pytest_installperm.schemes import SCHEME_KEYS
@@ -425,7 +426,7 @@ def _assemble(
         backend,
         path_dirs=resolve_path(request.path, {"system": system, "user": user}),
         defaults=defaults,
-        tools=session.tools(),
+        tools=required(session.tools(request.programs), request.programs),
         mode=mode,
     )
     env = Environment(
@@ -474,7 +475,7 @@ def _assemble_in_place(
         backend,
         path_dirs=resolve_path(request.path, {"system": system, "user": user}),
         defaults=defaults,
-        tools=session.tools(),
+        tools=required(session.tools(request.programs), request.programs),
         mode=mode,
         in_place=mounts,
         python=base.executable,
