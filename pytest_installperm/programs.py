@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_installperm.cache import identity
 from pytest_installperm.interpreter import Template, create_venv
 
 #: Run by the tool's interpreter: its base, and every file of the distributions
@@ -161,27 +162,34 @@ def copy_python_tool(
     python: Path,
     dest: Path,
     template_of: Callable[[Path], Template],
+    *,
+    final: Path | None = None,
 ) -> ProgramVenv:
     """Build ``dest`` as a readable venv running ``script``'s tool.
 
     ``template_of(base_executable)`` returns the session's readable template of
     the tool's base interpreter. The program to put on PATH is ``dest/bin/NAME``:
     a shell wrapper when the base needs its ``libpython`` found (its RUNPATH may
-    point into an unreadable home), else the rewritten script itself.
+    point into an unreadable home), else the rewritten script itself. The
+    venv names its own paths as they will be at ``final`` (default ``dest``):
+    a cache entry is built elsewhere, then renamed.
     """
+    at = dest if final is None else final
     facts = closure(python, entry_module(script), what=f"program {script}")
     template = template_of(Path(facts["base"]))
     base = template.relocate(dest / "base", externally_managed=False)
     version = facts["version"]
-    venv_python = create_venv(dest / "venv", base, version, system_site_packages=False)
+    venv_python = create_venv(
+        dest / "venv", at / base.relative_to(dest), version, system_site_packages=False
+    )
     copy_files(facts, dest / "venv" / "lib" / f"python{version}" / "site-packages")
     body = script.read_text(encoding="utf-8", errors="replace").split("\n", 1)[1]
     rewritten = dest / "venv" / "bin" / script.name
-    rewritten.write_text(f"#!{venv_python}\n{body}")
+    rewritten.write_text(f"#!{at / venv_python.relative_to(dest)}\n{body}")
     os.chmod(rewritten, 0o755)
     (dest / "bin").mkdir()
     entry = dest / "bin" / script.name
-    entry_point(entry, rewritten, template.libdir)
+    entry_point(entry, at / rewritten.relative_to(dest), template.libdir)
     return ProgramVenv(entry, dest / "venv", tuple(facts["dists"]))
 
 
@@ -205,29 +213,66 @@ def copy_python_library(script: Path, python: Path, site: Path) -> tuple[str, ..
     return tuple(facts["dists"])
 
 
+#: ``cached(kind, key, build)``: the read-only tree for ``key``, made once by
+#: ``build(tree, final)`` in the persistent cache (else in the session's root).
+Cached = Callable[[str, dict[str, object], Callable[[Path, Path], None]], Path]
+
+
+def python_identity(python: Path) -> list[object]:
+    """What says a tool's interpreter and the distributions it sees are still
+    the ones copied: its stat, and the stat of each site directory of its
+    prefix (installing, upgrading or removing a distribution adds or removes an
+    entry there, which changes the directory's mtime)."""
+    prefix = Path(python).parent.parent
+    sites = sorted(
+        {
+            *prefix.glob("lib/python3*/site-packages"),
+            *prefix.glob("lib/python3*/dist-packages"),
+            *prefix.glob("lib/python3/dist-packages"),
+            *prefix.glob("local/lib/python3*/dist-packages"),
+        }
+    )
+    try:
+        return [identity(Path(python)), *(identity(site) for site in sites)]
+    except OSError as exc:
+        raise ProgramError(f"interpreter {python}: {exc.strerror or exc}") from exc
+
+
 def make_runnable(
     found: Path,
     tools: Path,
     *,
-    new_dir: Callable[[str], Path],
+    cached: Cached,
     template_of: Callable[[Path], Template],
 ) -> Path:
-    """Put a readable, runnable copy of the program ``found`` into ``tools``.
+    """Put a runnable copy of the program ``found`` on the tools directory ``tools``.
 
     A Python console script gets a program venv (:func:`copy_python_tool`);
-    anything else (a self-contained binary such as uv) is copied as it is.
-    Returns the path of the copy in ``tools``.
+    anything else (a self-contained binary such as uv) is copied as it is. The
+    copy is made once into ``cached``, keyed by what says the program is still
+    the one copied (its stat; a Python tool's interpreter and site directories
+    too), and linked from ``tools``. Returns the path in ``tools``.
     """
     entry = tools / found.name
     python = shebang_python(found)
+    key: dict[str, object] = {"program": identity(found), "builder": identity(Path(__file__))}
     if python is None:
-        readable_program(found, entry)
+        tree = cached("program", key, lambda tree, _final: _copy_program(found, tree))
+        os.symlink(tree / found.name, entry)
         return entry
-    program = copy_python_tool(
-        found, python, new_dir(f"program-{found.name}-") / "tool", template_of
-    )
-    os.symlink(program.script, entry)
+    key["python"] = python_identity(python)
+
+    def build(tree: Path, final: Path) -> None:
+        copy_python_tool(found, python, tree, template_of, final=final)
+
+    tree = cached("program", key, build)
+    os.symlink(tree / "bin" / found.name, entry)
     return entry
+
+
+def _copy_program(src: Path, tree: Path) -> None:
+    tree.mkdir(parents=True)
+    readable_program(src, tree / src.name)
 
 
 def required(tools: Path, names: Sequence[str]) -> Path:

@@ -223,8 +223,10 @@ class Session:
         """The persistent cache, unless the uid that must read it could not reach it."""
         if self.cache is None:
             return None
-        root = self.cache.root
-        if readable and not traversable_by_others(root if root.exists() else root.parent):
+        nearest = self.cache.root  # it is made 0755 below its nearest existing ancestor
+        while not nearest.exists() and nearest != nearest.parent:
+            nearest = nearest.parent
+        if readable and not traversable_by_others(nearest):
             return None
         return self.cache
 
@@ -340,12 +342,20 @@ class Session:
 
         key = tuple(sorted(names))
         if key not in self._libraries:
-            lib = self.root.new_dir("lib-")
-            for name in key:
-                python = self._python_of(name)
-                facts = programs.closure(python, name, what=f"library {name!r}")
-                programs.copy_files(facts, lib)
-            self._libraries[key] = lib
+            pythons = [self._python_of(name) for name in key]
+
+            def build(lib: Path) -> None:
+                lib.mkdir(parents=True)
+                for name, python in zip(key, pythons, strict=True):
+                    facts = programs.closure(python, name, what=f"library {name!r}")
+                    programs.copy_files(facts, lib)
+
+            what = {
+                "libraries": list(key),
+                "pythons": [programs.python_identity(python) for python in pythons],
+                "builder": identity(Path(programs.__file__)),
+            }
+            self._libraries[key] = self._cached("library", what, build, readable=os.geteuid() == 0)
         return self._libraries[key]
 
     def release(
@@ -441,7 +451,7 @@ class Session:
             programs.make_runnable(
                 Path(found),
                 self._tools,
-                new_dir=self.root.new_dir,
+                cached=functools.partial(self._cached_at, readable=True),
                 template_of=lambda base: self.template(self.base(base), readable=True),
             )
         return self._tools

@@ -7,6 +7,7 @@ program venv for it. As a normal user the same copy runs as the same user.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_installperm import InstallPerm
+from pytest_installperm.cache import TEMPLATES
 from pytest_installperm.errors import InterpreterError
 from pytest_installperm.fixtures import get_session
 from pytest_installperm.interpreter import running_base
@@ -23,6 +26,7 @@ from pytest_installperm.programs import (
     make_runnable,
     shebang_python,
 )
+from pytest_installperm.session import Session
 from pytest_installperm.wheels import install_wheel
 
 GREET = (
@@ -65,12 +69,14 @@ def _hidden_tool(where: Path, make_wheel) -> Path:  # type: ignore[no-untyped-de
 
 
 def _runnable(request: pytest.FixtureRequest, script: Path) -> Path:
-    session = get_session(request.config)
-    tools = session.root.new_dir("test-tools-")
+    return _made_by(get_session(request.config), script)
+
+
+def _made_by(session: Session, script: Path) -> Path:
     return make_runnable(
         script,
-        tools,
-        new_dir=session.root.new_dir,
+        session.root.new_dir("test-tools-"),
+        cached=functools.partial(session._cached_at, readable=True),
         template_of=lambda base: session.template(session.base(base), readable=True),
     )
 
@@ -126,3 +132,46 @@ def test_a_tool_whose_interpreter_is_gone_is_refused(request, tmp_path):
     script.write_text("#!/nonexistent/bin/python3\nfrom tool import main\nmain()\n")
     with pytest.raises((ProgramError, InterpreterError), match=r"/nonexistent/bin/python3"):
         _runnable(request, script)
+
+
+def _cross_session(cache_dir: Path, script: Path) -> tuple[Path, int]:
+    """In a fresh session: the program's copy, the inode of its cache tree, and
+    whether the copy runs as the child."""
+    session = Session(cache_dir=cache_dir)
+    factory = InstallPerm(session)
+    try:
+        entry = _made_by(session, script)
+        tree = Path(os.path.realpath(entry))
+        env = factory.system(externally_managed=False)
+        result = env.run([entry])
+        assert result.returncode == 0, result.describe()
+        entry_dir = next(p for p in tree.parents if p.parent.name == TEMPLATES)
+        return tree, entry_dir.stat().st_ino
+    finally:
+        factory.close()
+        session.close()
+
+
+def test_a_tool_copy_is_kept_across_sessions_and_remade_when_the_tool_changes(
+    make_wheel, tmp_path, request
+):
+    cache_dir = get_session(request.config).root.new_dir("cache-") / "plugin-cache"
+    script = _hidden_tool(tmp_path, make_wheel)
+    first, inode = _cross_session(cache_dir, script)
+    assert cache_dir in first.parents  # linked from the persistent cache
+    again, same = _cross_session(cache_dir, script)
+    assert (again, same) == (first, inode), "a warm session copied the tool again"
+    site = next(script.parent.parent.glob("lib/python*/site-packages"))
+    (site / "another-1.0.dist-info").mkdir()  # a distribution installed beside it
+    changed, _ = _cross_session(cache_dir, script)
+    assert changed != first  # a new entry for the changed tool
+
+
+def test_a_binary_copy_is_kept_across_sessions(request, tmp_path):
+    cache_dir = get_session(request.config).root.new_dir("cache-") / "plugin-cache"
+    binary = tmp_path / "tool"
+    binary.write_text("#!/bin/sh\necho tool\n")
+    os.chmod(binary, 0o755)
+    first, inode = _cross_session(cache_dir, binary)
+    assert _cross_session(cache_dir, binary) == (first, inode)
+    assert first.read_bytes() == binary.read_bytes()
