@@ -261,9 +261,12 @@ def make_runnable(
         os.symlink(tree / found.name, entry)
         return entry
     key["python"] = python_identity(python)
+    # The base's template before the build, never inside it: a template comes
+    # from the same cache, whose lock the build holds.
+    template = template_of(Path(os.path.realpath(python)))
 
     def build(tree: Path, final: Path) -> None:
-        copy_python_tool(found, python, tree, template_of, final=final)
+        copy_python_tool(found, python, tree, lambda _base: template, final=final)
 
     tree = cached("program", key, build)
     os.symlink(tree / "bin" / found.name, entry)
