@@ -26,7 +26,7 @@ SHOWN = 90
 
 
 def key_message(output: str, messages: Mapping[str, str], root: str) -> str | None:
-    """What the installer said that decides a cell, sandbox paths as ``<sandbox>``:
+    """What the installer said that decides a cell, every path as ``<path>``:
     the text each of its known messages (``messages``: kind -> regex, in the
     words of the version that ran) matched, in kind order, else its first error
     line, else None."""
@@ -39,7 +39,13 @@ def key_message(output: str, messages: Mapping[str, str], root: str) -> str | No
         errors = [ln.strip() for ln in output.splitlines() if re.match(r"\s*error\b", ln, re.I)]
         found = errors[:1]
     text = " / ".join(" / ".join(ln.strip() for ln in f.splitlines() if ln.strip()) for f in found)
-    return text.replace(root, "<sandbox>") or None
+    return _PATH.sub("<path>", text.replace(root, "<sandbox>")) or None
+
+
+#: An absolute path in a message: which file an installer hit first, and uv's
+#: random temporary names, change from run to run; the wording is what changes
+#: between releases.
+_PATH = re.compile(r"(?<![\w.<>])(?:<sandbox>)?/[^\s'\"`,;)]+")
 
 
 @dataclass(frozen=True)

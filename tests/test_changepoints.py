@@ -125,13 +125,20 @@ def test_key_message_is_what_the_known_messages_matched_in_that_releases_words()
     old = changepoints.key_message(output, Pip().messages_for("20.3.4"), root)
     assert old == (
         "EnvironmentError: [Errno 13] Permission denied: "
-        "'<sandbox>/prefix/lib/python3.11/site-packages/demo' / Consider using the `--user` "
-        "option or check the permissions"
+        "'<path>' / Consider using the `--user` option or check the permissions"
     )
     # pip 26.3's words do not match 20.3.4's output: its first error line stands in.
     assert changepoints.key_message(output, Pip().messages_for("26.3"), root) == (
         "ERROR: Could not install packages due to an EnvironmentError: [Errno 13] "
-        "Permission denied: '<sandbox>/prefix/lib/python3.11/site-packages/demo'"
+        "Permission denied: '<path>'"
+    )
+    # which file was hit first, and uv's temporary names, are not the wording
+    uv = (
+        f"error: failed to create directory `{root}/prefix/lib/python3.11/site-packages/"
+        ".tmp5Hw6gm`: Permission denied (os error 13)\n"
+    )
+    assert changepoints.key_message(uv, {}, root) == (
+        "error: failed to create directory `<path>`: Permission denied (os error 13)"
     )
     assert (
         changepoints.key_message("Successfully installed demo-1.0\n", Pip().messages, root) is None
