@@ -235,9 +235,9 @@ def open_tool(origin: Origin, tree: Path) -> Code:
     requires: SpecifierSet | None = None
     wanted = canonicalize_name(origin.name)
     for dist in importlib.metadata.distributions(path=[str(site)]):
-        if canonicalize_name(dist.metadata["Name"] or "") == wanted:
+        if canonicalize_name(dist.name or "") == wanted:
             version = dist.version
-            text = dist.metadata["Requires-Python"]
+            text = next(iter(dist.metadata.get_all("Requires-Python") or ()), None)
             try:
                 requires = SpecifierSet(text) if text else None
             except InvalidSpecifier:

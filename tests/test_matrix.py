@@ -377,7 +377,7 @@ def test_every_invariant_is_evaluated_for_uv_and_its_breaks_are_reported(full_ru
     assert "FAILED " not in full_run["proc"].stdout
 
 
-def test_rows_say_what_ran_where_and_why_a_cell_is_not_ok(full_run):
+def test_rows_say_what_ran_where_and_why_a_cell_is_not_ok(full_run, installperm):
     """Every row names the installer's version (asked inside the sandbox), the
     interpreter, the backend and the mode; every non-ok cell has a reason."""
     rows = [*full_run["report"]["results"]]
@@ -387,23 +387,16 @@ def test_rows_say_what_ran_where_and_why_a_cell_is_not_ok(full_run):
         "uv": importlib.metadata.version("uv"),
     }
     base = Path(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))
-    # auto: in place only where every scheme directory can be replaced (pyenv's
-    # data directory is its prefix: relocated)
-    import sysconfig
-
-    from pytest_installperm.backends.contain import namespace_mode
-
-    bindable = (
-        sysconfig.get_config_var("prefix")
-        != sysconfig.get_paths(vars={"base": sys.base_prefix})["data"]
-    )
-    namespace = namespace_mode()[0] in ("mount", "userns") and bindable
+    # The matrix's system cells run in the mode a fixture user gets on this
+    # interpreter (auto: in place only where every scheme directory can be
+    # replaced); venvs are relocated.
+    system_mode = installperm.system(locked=()).mode
+    assert system_mode.name in ("in-place", "relocated") and system_mode.reason
     for row in rows:
         assert row["python"] == f"{base} ({platform.python_version()})"
         assert row["backend"] in ("chmod", "privdrop", "mountns")
-        # In place wherever a mount namespace can be made, except venvs.
-        in_place = namespace and BUILTIN[row["scenario"]].environment.kind == "system"
-        assert row["mode"] == ("in-place" if in_place else "relocated"), row
+        kind = BUILTIN[row["scenario"]].environment.kind
+        assert row["mode"] == (system_mode.name if kind == "system" else "relocated"), row
         assert (row["reason"] is None) == (row["verdict"] == "passed"), row
         assert row["excerpt"] is None  # no failing row
     fallback = full_run["rows"][("fallback-to-user", "uv")]
