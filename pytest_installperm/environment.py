@@ -251,7 +251,7 @@ class InstallPerm:
         if world is None:
             if session is None:
                 raise TypeError("InstallPerm() needs a session (real world) or world=")
-            from pytest_installperm.world.real import RealBuilder
+            from pytest_installperm.world.build import RealBuilder
 
             world = RealBuilder(session, backend)
         self.world = world

@@ -17,9 +17,9 @@ import pwd
 import shutil
 import sys
 import sysconfig
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_installperm.backends import Backend, choose
@@ -46,7 +46,8 @@ from pytest_installperm.interpreter import (
 )
 from pytest_installperm.locks import LockSpec
 from pytest_installperm.sandbox import SYSTEM_PATH, Sandbox, SessionRoot
-from pytest_installperm.schemes import SCHEME_KEYS, Schemes, relative_layout
+from pytest_installperm.scheme_facts import SchemeFacts, scheme_facts_of
+from pytest_installperm.schemes import SCHEME_KEYS
 
 if TYPE_CHECKING:
     from pytest_installperm.installers import Installer
@@ -60,54 +61,6 @@ def default_uid() -> tuple[int, int]:
         return entry.pw_uid, entry.pw_gid
     except KeyError:
         return 65534, 65534
-
-
-@dataclass(frozen=True)
-class SchemeFacts:
-    """What a relocated interpreter reports, with sandbox paths as placeholders."""
-
-    system: dict[str, str]
-    user: dict[str, str]
-    userbase: str
-    enable_user_site: bool
-    #: ``--prefix DIR``'s scheme, relative to DIR (see :mod:`.schemes`).
-    prefix_layout: dict[str, str]
-    probe_prefix: str
-    probe_venv: str
-    probe_home: str
-    #: Debian's ``posix_local``, relative to its base: ``--prefix DIR``'s scheme
-    #: for pip before 26.3 (empty: the interpreter does not prefer it).
-    prefix_local_layout: dict[str, str] = dataclasses.field(default_factory=dict)
-
-    def schemes(
-        self,
-        system: Mapping[str, Path],
-        user: Mapping[str, Path],
-        *,
-        seen: Mapping[str, Path] | None = None,
-    ) -> Schemes:
-        """An environment's scheme facts, with its system and user scheme
-        (``seen``: the system scheme as the installer sees it, in place)."""
-        return Schemes(
-            system,
-            user,
-            {k: PurePath(v) for k, v in self.prefix_layout.items()},
-            {k: PurePath(v) for k, v in self.prefix_local_layout.items()},
-            dict(seen or {}),
-        )
-
-    def relocate(self, value: str, *, prefix: Path, venv: Path, home: Path) -> Path:
-        """Map a probe path onto the same place in another sandbox."""
-        for old, new in (
-            (self.probe_venv, venv),
-            (self.probe_prefix, prefix),
-            (self.probe_home, home),
-        ):
-            if value == old:
-                return new
-            if value.startswith(old + os.sep):
-                return new / value[len(old) + 1 :]
-        return Path(value)
 
 
 @dataclass(frozen=True)
@@ -512,7 +465,7 @@ class Session:
             raise
         finally:
             sandbox.remove()
-        return _scheme_facts(data, sandbox)
+        return scheme_facts_of(data, sandbox)
 
     def real_schemes(self, base: BaseInterpreter) -> SchemeFacts:
         """Ask ``base`` itself, where it lives, for its schemes (in-place mode), once."""
@@ -524,35 +477,13 @@ class Session:
                 data = query_schemes(base.executable, env, {"cwd": "/"})
             finally:
                 sandbox.remove()
-            self._schemes[key] = _scheme_facts(data, sandbox)
+            self._schemes[key] = scheme_facts_of(data, sandbox)
         return self._schemes[key]
 
     def close(self) -> None:
         if self._root is not None:
             self._root.remove()
             self._root = None
-
-
-def _scheme_facts(data: dict[str, Any], sandbox: Sandbox) -> SchemeFacts:
-    """A scheme probe's answer, with the probe sandbox's paths as placeholders."""
-    return SchemeFacts(
-        system=dict(data["system"]),
-        user=dict(data["user"]),
-        userbase=str(data["userbase"]),
-        enable_user_site=bool(data["enable_user_site"]),
-        prefix_layout={
-            k: str(v) for k, v in relative_layout(data["prefix"], str(data["prefix_base"])).items()
-        },
-        probe_prefix=str(sandbox.prefix),
-        probe_venv=str(sandbox.venv),
-        probe_home=str(sandbox.home),
-        prefix_local_layout={
-            k: str(v)
-            for k, v in relative_layout(data["prefix_local"], str(data["prefix_base"])).items()
-        }
-        if data.get("prefix_local")
-        else {},
-    )
 
 
 def _package_dir(dist: importlib.metadata.Distribution) -> Path:
