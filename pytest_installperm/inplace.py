@@ -205,6 +205,24 @@ def plan(
     return InPlace(tuple(binds), traverse, tuple(seeds), overlays, marker, tuple(left))
 
 
+def auto_refusal(mounts: InPlace) -> str | None:
+    """Why mode ``auto`` relocates although ``mounts`` can be made, or None.
+
+    ``auto`` goes in place only where every scheme directory is replaced: a
+    real one left (pyenv's data directory is its prefix; Debian's headers
+    directory holds ``Python.h``) would be read-only to the child, and a
+    wheel's files there would fail with EROFS, which relocated mode does not do.
+    """
+    if not mounts.left_real:
+        return None
+    key, path = mounts.left_real[0]
+    return (
+        f"its scheme's {key} directory {path} holds the interpreter's own files, so "
+        "it cannot be replaced and would stay read-only to the child (a wheel's "
+        f"{key} files would fail with EROFS); mode='in-place' accepts that"
+    )
+
+
 def _plain_dir(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink()
 
@@ -256,4 +274,4 @@ def _enterable(info: os.stat_result, owner: tuple[int, int]) -> bool:
     return bool(info.st_mode & bit)
 
 
-__all__ = ["ASIDE", "BOUND_KEYS", "MARKER_LAYER", "InPlace", "plan", "why_not"]
+__all__ = ["ASIDE", "BOUND_KEYS", "MARKER_LAYER", "InPlace", "auto_refusal", "plan", "why_not"]

@@ -10,6 +10,7 @@ import shutil
 import sys
 import sysconfig
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import _closure
@@ -18,7 +19,10 @@ from pytest_installperm import InstallPerm
 from pytest_installperm.environment import Environment
 from pytest_installperm.errors import FakefsError, InterpreterError, PlacementError
 from pytest_installperm.fixtures import get_session
-from pytest_installperm.interpreter import running_base
+from pytest_installperm.inplace import InPlace, auto_refusal, plan
+from pytest_installperm.interpreter import BaseInterpreter, running_base
+from pytest_installperm.locks import LockSpec
+from pytest_installperm.roles import is_under
 
 FALLBACK = "Defaulting to user installation because normal site-packages is not writeable"
 DEBIAN = Path("/usr/bin/python3.11")
@@ -352,3 +356,78 @@ def test_the_sessions_mode_comes_from_the_option(pytester: pytest.Pytester) -> N
     refused.stderr.fnmatch_lines(
         ["*--installperm-mode: 'inplace' is not a mode; allowed: auto, in-place, relocated*"]
     )
+
+
+def _layout(root: Path, *, data: str, headers: str, with_header: bool) -> dict[str, object]:
+    """A CPython's files laid out below ``root`` as a real install would have
+    them; returns plan()'s arguments for it (the real scheme as given)."""
+    prefix = root / ("opt/py" if data == "prefix" else "usr")
+    stdlib = prefix / "lib/python3.11"
+    executable = prefix / "bin/python3.11"
+    for directory in (stdlib, executable.parent, root / "usr/local"):
+        directory.mkdir(parents=True, exist_ok=True)
+    (stdlib / "os.py").write_text("")
+    executable.write_text("")
+    include = root / headers
+    include.mkdir(parents=True)
+    if with_header:
+        (include / "Python.h").write_text("")
+    system = prefix if data == "prefix" else root / "usr/local"
+    site = system / "lib/python3.11/site-packages"
+    site.mkdir(parents=True)
+    real = {
+        "data": system,
+        "purelib": site,
+        "platlib": site,
+        "scripts": system / "bin",
+        "headers": include,
+    }
+    (system / "bin").mkdir(exist_ok=True)
+    base = BaseInterpreter(executable, prefix, stdlib, "3.11", None)
+    return {"base": base, "real": real}
+
+
+@pytest.mark.parametrize(
+    ("layout", "left"),
+    [
+        # pyenv: the data directory is the prefix, which holds the interpreter.
+        ({"data": "prefix", "headers": "opt/py/include/python3.11", "with_header": True}, "data"),
+        # Debian 12 with python3.11-dev: /usr/include/python3.11 holds Python.h.
+        ({"data": "local", "headers": "usr/include/python3.11", "with_header": True}, "headers"),
+        # Debian without the headers package: the real headers directory is
+        # there but empty, so it is replaced like the rest.
+        ({"data": "local", "headers": "usr/include/python3.11", "with_header": False}, None),
+        # Headers below /usr/local: covered by the data directory's bind.
+        ({"data": "local", "headers": "usr/local/include/python3.11", "with_header": True}, None),
+    ],
+    ids=["pyenv", "debian-dev", "debian", "headers-in-data"],
+)
+def test_auto_goes_in_place_only_where_every_scheme_directory_is_replaced(
+    tmp_path: Path, layout: dict[str, Any], left: str | None
+) -> None:
+    args = _layout(tmp_path / "root", **layout)
+    base, real = args["base"], args["real"]
+    assert isinstance(base, BaseInterpreter) and isinstance(real, dict)
+    mounts = plan(base, real, tmp_path / "sb/prefix", tmp_path / "sb", (0, 0), LockSpec())
+    assert isinstance(mounts, InPlace), mounts
+    refusal = auto_refusal(mounts)
+    if left is None:
+        assert refusal is None, refusal
+        assert mounts.left_real == ()
+        bound = {target for _source, target in mounts.binds}
+        assert all(any(is_under(path, t) for t in bound) for path in real.values()), bound
+    else:
+        assert refusal is not None
+        assert f"scheme's {left} directory {real[left]} holds" in refusal, refusal
+        assert not any(is_under(real[left], t) for _s, t in mounts.binds), mounts.binds
+
+
+def test_auto_on_this_interpreter_names_what_it_cannot_replace(installperm: InstallPerm) -> None:
+    env = installperm.system(python=running_base(), mode="auto", locked=())
+    if env.mode.name == "in-place":
+        pytest.skip(f"auto went in place on {running_base()}: nothing to name ({env.mode.reason})")
+    found = re.search(r"scheme's (\w+) directory (\S+) holds", env.mode.reason)
+    assert found, env.mode.reason
+    key, path = found.group(1), Path(found.group(2))
+    runtime = Path(sys.base_prefix) if key == "data" else path / "Python.h"
+    assert path.is_dir() and (runtime == path or runtime.exists()), (key, path)

@@ -89,7 +89,7 @@ class RealBuilder:
     ) -> Environment | str:
         """The environment in place, or why it cannot be had."""
         from pytest_installperm.backends.contain import namespace_mode
-        from pytest_installperm.inplace import plan, why_not
+        from pytest_installperm.inplace import auto_refusal, plan, why_not
 
         if request.venv:
             return "venv() is always built on a relocated copy"
@@ -108,14 +108,10 @@ class RealBuilder:
             if isinstance(mounts, str):
                 sandbox.remove()
                 return mounts
-            if mounts.left_real and (request.mode or self._session.mode) == "auto":
+            refusal = auto_refusal(mounts)
+            if refusal is not None and (request.mode or self._session.mode) == "auto":
                 sandbox.remove()
-                key, path = mounts.left_real[0]
-                return (
-                    f"its scheme's {key} directory {path} holds the interpreter's own files, so "
-                    "it cannot be replaced and would stay read-only to the child (a wheel's "
-                    f"{key} files would fail with EROFS); mode='in-place' accepts that"
-                )
+                return refusal
             how = "as root" if namespace[0] == "mount" else "in a user namespace"
             mode = Mode("in-place", f"{base.executable} at its real path, bind mounts made {how}")
             return _assemble_in_place(
