@@ -8,6 +8,7 @@ matrix and the verdicts load when a test or ``--installperm`` asks for them.
 from __future__ import annotations
 
 import sys
+from typing import Literal
 
 import pytest
 
@@ -22,54 +23,79 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspec)
 
 
+#: Each kind of option: its argparse action and default, its ini mirror's type
+#: (None: a string) and that mirror's default.
+_KINDS: dict[str, tuple[str, object, Literal["linelist", "bool"] | None, object]] = {
+    "value": ("store", None, None, ""),
+    "list": ("append", [], "linelist", []),
+    "flag": ("store_true", False, "bool", False),
+}
+
+
+def _option(
+    group: pytest.OptionGroup,
+    parser: pytest.Parser,
+    name: str,
+    help: str,
+    *,
+    kind: str = "value",
+    metavar: str | None = None,
+    ini_default: str | None = None,
+) -> None:
+    """``--NAME`` and its ini mirror ``NAME`` (dashes as underscores)."""
+    dest = name.replace("-", "_")
+    action, default, ini_type, empty = _KINDS[kind]
+    extra = {} if metavar is None else {"metavar": metavar}
+    group.addoption(f"--{name}", dest=dest, action=action, default=default, help=help, **extra)
+    default_ini = empty if ini_default is None else ini_default
+    parser.addini(dest, f"default for --{name}", type=ini_type, default=default_ini)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("installperm", "installer permission testing")
-    group.addoption(
-        "--installperm-backend",
-        dest="installperm_backend",
-        default=None,
-        metavar="NAME",
-        help="how locks are enforced: auto (default), chmod (normal user), privdrop "
+    _option(
+        group,
+        parser,
+        "installperm-backend",
+        "how locks are enforced: auto (default), chmod (normal user), privdrop "
         "(root runs children as an unprivileged uid), mountns (read-only mounts)",
+        metavar="NAME",
+        ini_default="auto",
     )
-    parser.addini("installperm_backend", "default for --installperm-backend", default="auto")
-    group.addoption(
-        "--installperm-mode",
-        dest="installperm_mode",
-        default=None,
-        metavar="MODE",
-        help="where system() puts the interpreter unless it says: auto (default: the real "
+    _option(
+        group,
+        parser,
+        "installperm-mode",
+        "where system() puts the interpreter unless it says: auto (default: the real "
         "one in place where a mount namespace allows it, else a relocated copy), in-place "
         "(skip where it cannot be had), relocated",
+        metavar="MODE",
+        ini_default="auto",
     )
-    parser.addini("installperm_mode", "default for --installperm-mode", default="auto")
-    group.addoption(
-        "--installperm-uid",
-        dest="installperm_uid",
-        default=None,
-        metavar="USER|UID",
-        help="user name or uid that children run as under the privdrop backend "
+    _option(
+        group,
+        parser,
+        "installperm-uid",
+        "user name or uid that children run as under the privdrop backend "
         "(default: a uid of its own per sandbox, from a pool)",
+        metavar="USER|UID",
     )
-    parser.addini("installperm_uid", "default for --installperm-uid", default="")
-    group.addoption(
-        "--installperm-basetemp",
-        dest="installperm_basetemp",
-        default=None,
+    _option(
+        group,
+        parser,
+        "installperm-basetemp",
+        "directory for session roots (default: /dev/shm if it is an exec tmpfs, else TMPDIR)",
         metavar="DIR",
-        help="directory for session roots (default: /dev/shm if it is an exec tmpfs, else TMPDIR)",
     )
-    parser.addini("installperm_basetemp", "default for --installperm-basetemp", default="")
-    group.addoption(
-        "--installperm-cache-dir",
-        dest="installperm_cache_dir",
-        default=None,
-        metavar="PATH",
-        help="the plugin's cache directory; interpreter templates are kept between sessions "
+    _option(
+        group,
+        parser,
+        "installperm-cache-dir",
+        "the plugin's cache directory; interpreter templates are kept between sessions "
         "in its templates/ (default: /var/cache/pytest-installperm as root, else "
         "$XDG_CACHE_HOME/pytest-installperm)",
+        metavar="PATH",
     )
-    parser.addini("installperm_cache_dir", "default for --installperm-cache-dir", default="")
     group.addoption(
         "--installperm-clear-cache",
         dest="installperm_clear_cache",
@@ -83,72 +109,57 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _add_matrix_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
     """Options of the scenario matrix (matrix/); each has an ini mirror."""
-    group.addoption(
-        "--installperm",
-        dest="installperm",
-        action="store_true",
-        default=False,
-        help="collect and run the built-in scenario matrix (alone unless test paths are given too)",
+    _option(
+        group,
+        parser,
+        "installperm",
+        "collect and run the built-in scenario matrix (alone unless test paths are given too)",
+        kind="flag",
     )
-    parser.addini("installperm", "default for --installperm", type="bool", default=False)
-    group.addoption(
-        "--installperm-installer",
-        dest="installperm_installer",
-        action="append",
-        default=[],
-        metavar="NAME[==VERSION|@PATH]|NAME=TEMPLATE",
-        help="installer under test, repeatable: a preset (pip, uv, installer), a preset "
+    _option(
+        group,
+        parser,
+        "installperm-installer",
+        "installer under test, repeatable: a preset (pip, uv, installer), a preset "
         "at a release (pip==24.0, fetched once from this machine's configured index) or "
         "from a path (a wheel, tree, checkout, environment or program), or "
         "NAME=TEMPLATE with {python} {wheel} {flags} {prefix} {target} {root} "
         "{home} (default: pip)",
+        kind="list",
+        metavar="NAME[==VERSION|@PATH]|NAME=TEMPLATE",
     )
-    parser.addini(
-        "installperm_installer", "default for --installperm-installer", type="linelist", default=[]
-    )
-    group.addoption(
-        "--installperm-installer-optional",
-        dest="installperm_installer_optional",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="repeatable: an installer that may be missing here; its column skips with the "
+    _option(
+        group,
+        parser,
+        "installperm-installer-optional",
+        "repeatable: an installer that may be missing here; its column skips with the "
         "reason instead of failing the session (an installer named with "
         "--installperm-installer that cannot run is an error otherwise)",
+        kind="list",
+        metavar="NAME",
     )
-    parser.addini(
-        "installperm_installer_optional",
-        "default for --installperm-installer-optional",
-        type="linelist",
-        default=[],
-    )
-    group.addoption(
-        "--installperm-report",
-        dest="installperm_report",
-        default=None,
+    _option(
+        group,
+        parser,
+        "installperm-report",
+        "write the matrix as JSON to PATH",
         metavar="PATH",
-        help="write the matrix as JSON to PATH",
     )
-    parser.addini("installperm_report", "default for --installperm-report", default="")
-    group.addoption(
-        "--installperm-markdown",
-        dest="installperm_markdown",
-        default=None,
+    _option(
+        group,
+        parser,
+        "installperm-markdown",
+        "write the matrix as a Markdown table to PATH",
         metavar="PATH",
-        help="write the matrix as a Markdown table to PATH",
     )
-    parser.addini("installperm_markdown", "default for --installperm-markdown", default="")
-    group.addoption(
-        "--installperm-python",
-        dest="installperm_python",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="base interpreter of the matrix, repeatable (default: the one running pytest, "
+    _option(
+        group,
+        parser,
+        "installperm-python",
+        "base interpreter of the matrix, repeatable (default: the one running pytest, "
         "or the base of its venv); e.g. Debian's /usr/bin/python3.11",
-    )
-    parser.addini(
-        "installperm_python", "default for --installperm-python", type="linelist", default=[]
+        kind="list",
+        metavar="PATH",
     )
     parser.addini(
         "installperm_scenarios", "extra scenario directories (TOML files)", type="paths", default=[]
