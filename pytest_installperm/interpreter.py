@@ -38,9 +38,10 @@ from pytest_installperm.cache import identity
 from pytest_installperm.errors import InterpreterError
 
 _INSPECT = r"""
-import json, os, sys, sysconfig
+import json, os, platform, sys, sysconfig
 print(json.dumps({
     "executable": os.path.realpath(sys.executable),
+    "release": platform.python_version(),
     "prefix": sys.prefix,
     "base_prefix": sys.base_prefix,
     "exec_prefix": sys.exec_prefix,
@@ -156,6 +157,8 @@ class BaseInterpreter:
     stdlib: Path
     version: str
     libpython: Path | None
+    #: Its full version (3.11.2, 3.14.0rc3), for reports; "" if unknown.
+    release: str = ""
 
     @property
     def binary_name(self) -> str:
@@ -270,6 +273,7 @@ def from_layout(path: Path, facts: Mapping[str, object]) -> BaseInterpreter:
         stdlib=stdlib,
         version=version,
         libpython=libpython,
+        release=str(facts.get("release") or ""),
     )
 
 

@@ -60,3 +60,23 @@ def test_python_39_with_a_pip_that_runs_on_it(installperm: InstallPerm, demo_whe
     result.assert_installed(demo_wheel, scheme="user")
     version = env.run([env.python, "-m", "pip", "--version"])
     assert version.stdout.startswith(f"pip {wheels[0].name.split('-')[1]} "), version.describe()
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.12", "debian"])
+def test_the_layout_probe_reports_the_full_release(version: str) -> None:
+    """What the matrix heading and rows print beside the interpreter's path."""
+    import subprocess
+
+    from pytest_installperm.interpreter import inspect
+
+    python = Path("/usr/bin/python3.11") if version == "debian" else pyenv_python(version)
+    if not python.is_file():
+        pytest.skip(f"no {python} on this machine")
+    own = subprocess.run(
+        [python, "-I", "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert re.fullmatch(r"3\.\d+\.\d+\S*", own), own
+    assert inspect(python).release == own

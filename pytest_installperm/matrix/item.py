@@ -4,7 +4,6 @@ installer in it, judge the run, and ship the result row."""
 from __future__ import annotations
 
 import os
-import platform
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -16,7 +15,6 @@ from pytest_installperm.environment import Environment, InstallPerm
 from pytest_installperm.fit import Fit, check, last_words
 from pytest_installperm.fixtures import get_session
 from pytest_installperm.installers import Command, Context, Installer, Unsupported
-from pytest_installperm.interpreter import running_base
 from pytest_installperm.matrix.settings import Settings, label
 from pytest_installperm.matrix.verdict import (
     CellExpectation,
@@ -79,8 +77,7 @@ class Runner:
         """The base interpreter the environments copy: its path and version."""
         if python not in self._pythons:
             base = get_session(self.config).base(python)
-            full = platform.python_version() if base.executable == running_base() else None
-            self._pythons[python] = f"{base.executable} ({full or base.version})"
+            self._pythons[python] = f"{base.executable} ({base.release or base.version})"
         return self._pythons[python]
 
     def fit(
