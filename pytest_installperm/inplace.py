@@ -216,10 +216,15 @@ def auto_refusal(mounts: InPlace) -> str | None:
     if not mounts.left_real:
         return None
     key, path = mounts.left_real[0]
+    what = (
+        "holds the interpreter's own files"
+        if _plain_dir(path)
+        else "is not a directory (a bind needs one, and making it would change the host)"
+    )
     return (
-        f"its scheme's {key} directory {path} holds the interpreter's own files, so "
-        "it cannot be replaced and would stay read-only to the child (a wheel's "
-        f"{key} files would fail with EROFS); mode='in-place' accepts that"
+        f"its scheme's {key} directory {path} {what}, so it cannot be replaced and "
+        f"would stay read-only to the child (a wheel's {key} files would fail with "
+        "EROFS); mode='in-place' accepts that"
     )
 
 

@@ -358,7 +358,7 @@ def test_the_sessions_mode_comes_from_the_option(pytester: pytest.Pytester) -> N
     )
 
 
-def _layout(root: Path, *, data: str, headers: str, with_header: bool) -> dict[str, object]:
+def _layout(root: Path, *, data: str, headers: str, with_header: bool | None) -> dict[str, object]:
     """A CPython's files laid out below ``root`` as a real install would have
     them; returns plan()'s arguments for it (the real scheme as given)."""
     prefix = root / ("opt/py" if data == "prefix" else "usr")
@@ -369,7 +369,8 @@ def _layout(root: Path, *, data: str, headers: str, with_header: bool) -> dict[s
     (stdlib / "os.py").write_text("")
     executable.write_text("")
     include = root / headers
-    include.mkdir(parents=True)
+    if with_header is not None:  # None: the directory does not exist
+        include.mkdir(parents=True)
     if with_header:
         (include / "Python.h").write_text("")
     system = prefix if data == "prefix" else root / "usr/local"
@@ -397,10 +398,12 @@ def _layout(root: Path, *, data: str, headers: str, with_header: bool) -> dict[s
         # Debian without the headers package: the real headers directory is
         # there but empty, so it is replaced like the rest.
         ({"data": "local", "headers": "usr/include/python3.11", "with_header": False}, None),
+        # Debian without python3-dev: no /usr/include/python3.X to bind over.
+        ({"data": "local", "headers": "usr/include/python3.11", "with_header": None}, "headers"),
         # Headers below /usr/local: covered by the data directory's bind.
         ({"data": "local", "headers": "usr/local/include/python3.11", "with_header": True}, None),
     ],
-    ids=["pyenv", "debian-dev", "debian", "headers-in-data"],
+    ids=["pyenv", "debian-dev", "debian", "debian-no-headers", "headers-in-data"],
 )
 def test_auto_goes_in_place_only_where_every_scheme_directory_is_replaced(
     tmp_path: Path, layout: dict[str, Any], left: str | None
@@ -418,7 +421,8 @@ def test_auto_goes_in_place_only_where_every_scheme_directory_is_replaced(
         assert all(any(is_under(path, t) for t in bound) for path in real.values()), bound
     else:
         assert refusal is not None
-        assert f"scheme's {left} directory {real[left]} holds" in refusal, refusal
+        why = "holds" if real[left].is_dir() else "is not a directory"
+        assert f"scheme's {left} directory {real[left]} {why}" in refusal, refusal
         assert not any(is_under(real[left], t) for _s, t in mounts.binds), mounts.binds
 
 
@@ -426,8 +430,11 @@ def test_auto_on_this_interpreter_names_what_it_cannot_replace(installperm: Inst
     env = installperm.system(python=running_base(), mode="auto", locked=())
     if env.mode.name == "in-place":
         pytest.skip(f"auto went in place on {running_base()}: nothing to name ({env.mode.reason})")
-    found = re.search(r"scheme's (\w+) directory (\S+) holds", env.mode.reason)
+    found = re.search(r"scheme's (\w+) directory (\S+) (holds|is not)", env.mode.reason)
     assert found, env.mode.reason
-    key, path = found.group(1), Path(found.group(2))
+    key, path, why = found.group(1), Path(found.group(2)), found.group(3)
+    if why == "is not":  # e.g. Debian without python3-dev: no /usr/include/python3.X
+        assert not path.is_dir(), path
+        return
     runtime = Path(sys.base_prefix) if key == "data" else path / "Python.h"
     assert path.is_dir() and (runtime == path or runtime.exists()), (key, path)
