@@ -160,26 +160,32 @@ class InPlace:
         return dataclasses.replace(launch, containment=containment)
 
 
-def plan(
-    base: BaseInterpreter,
-    real: Mapping[str, Path],
-    prefix: Path,
-    root: Path,
-    owner: tuple[int, int],
-    spec: LockSpec,
-) -> InPlace | str:
-    """The mounts that put the sandbox ``root`` (its mirrors below ``prefix``)
-    in place of ``base``'s real system scheme ``real`` for ``spec``, or why
-    they cannot."""
+@dataclass(frozen=True)
+class Layout:
+    """Which of a base interpreter's real scheme directories a sandbox is bound
+    over: the same for every sandbox of that base (:class:`Layouts` keeps it)."""
+
+    #: The real directories bound over, outermost first.
+    targets: tuple[Path, ...]
+    #: (real file, the bound real directory its copy goes in): the interpreter
+    #: and the links to it, in a scripts directory that holds it.
+    seeds: tuple[tuple[Path, Path], ...]
+    #: Scheme keys whose real directory stays (read-only to the child), with it.
+    left_real: tuple[tuple[str, Path], ...]
+
+
+def layout(base: BaseInterpreter, real: Mapping[str, Path]) -> Layout | str:
+    """Which directories of ``base``'s real system scheme ``real`` are bound
+    over, or why they cannot be."""
     runtime = [base.executable, base.stdlib, base.prefix]
     if base.libpython is not None:
         runtime.append(base.libpython)
-    binds: list[tuple[Path, Path]] = []
+    targets: list[Path] = []
     seeds: list[tuple[Path, Path]] = []
     left: list[tuple[str, Path]] = []
     for key in BOUND_KEYS:
         target = real[key]
-        if any(is_under(target, t) for _s, t in binds):
+        if any(is_under(target, t) for t in targets):
             continue
         holds = [r for r in runtime if is_under(r, target) and r.parent != target]
         if key in ("data", "headers") and (
@@ -191,31 +197,96 @@ def plan(
             return f"the real {key} directory {target} holds {holds[0]}, which must stay visible"
         if not _plain_dir(target):
             return f"the real {key} directory {target} is not a directory to bind over"
-        source = prefix / target.relative_to("/")
-        binds.append((source, target))
+        targets.append(target)
         if is_under(base.executable, target):
-            seeds += _interpreter_files(base.executable, source)
-    traverse = _traverse(base, root, owner)
-    if isinstance(traverse, str):
-        return traverse
+            seeds += [(found, target) for found in _interpreter_files(base.executable)]
+    # data is considered first: it is left real only if nothing below it is bound.
+    left = [(k, p) for k, p in left if not any(is_under(p, t) for t in targets)]
+    return Layout(tuple(targets), tuple(seeds), tuple(left))
+
+
+class Layouts:
+    """Each base interpreter's :func:`layout`, found once per session: every
+    ``system()`` asks, and the answer is a dozen ``stat`` calls and a listing
+    of the interpreter's directory. It is found again when one of the
+    directories it was read from changed (their ``lstat``: inode, mode, times;
+    an entry made or removed there moves them)."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[Path, ...], tuple[tuple[object, ...], Layout | str]] = {}
+
+    def of(self, base: BaseInterpreter, real: Mapping[str, Path]) -> Layout | str:
+        read = (base.executable.parent, *dict.fromkeys(real[key] for key in BOUND_KEYS))
+        stamp = tuple(_stamp(path) for path in read)
+        key = (base.executable, *read)
+        known = self._known.get(key)
+        if known is None or known[0] != stamp:
+            known = (stamp, layout(base, real))
+            self._known[key] = known
+        return known[1]
+
+
+def _stamp(path: Path) -> tuple[int, ...] | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mode, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def mounts(
+    found: Layout,
+    closed: tuple[tuple[Path, Path], ...],
+    base: BaseInterpreter,
+    prefix: Path,
+    root: Path,
+    spec: LockSpec,
+) -> InPlace:
+    """The mounts that put the sandbox ``root`` (its mirrors below ``prefix``)
+    in place of ``base``'s real system scheme for ``spec``: the directories of
+    ``found`` bound over, those in ``closed`` (:func:`closed_on_the_way`) made
+    traversable."""
+    binds = tuple((prefix / target.relative_to("/"), target) for target in found.targets)
+    mirror = {target: source for source, target in binds}
+    seeds = tuple((real, mirror[target] / real.name) for real, target in found.seeds)
+    traverse = tuple((closed_dir, kept, root / ASIDE) for closed_dir, kept in closed)
     marker = _marker_change(spec, base)
     overlays = () if marker is None else ((root / MARKER_LAYER, base.stdlib),)
-    # data is considered first: it is left real only if nothing below it is bound.
-    left = [(k, p) for k, p in left if not any(is_under(p, t) for _s, t in binds)]
-    return InPlace(tuple(binds), traverse, tuple(seeds), overlays, marker, tuple(left))
+    return InPlace(binds, traverse, seeds, overlays, marker, found.left_real)
 
 
-def auto_refusal(mounts: InPlace) -> str | None:
-    """Why mode ``auto`` relocates although ``mounts`` can be made, or None.
+def plan(
+    base: BaseInterpreter,
+    real: Mapping[str, Path],
+    prefix: Path,
+    root: Path,
+    owner: tuple[int, int],
+    spec: LockSpec,
+) -> InPlace | str:
+    """The mounts that put the sandbox ``root`` (its mirrors below ``prefix``)
+    in place of ``base``'s real system scheme ``real`` for ``spec``, or why
+    they cannot (:func:`layout`, :func:`closed_on_the_way` and :func:`mounts`
+    in one)."""
+    found = layout(base, real)
+    if isinstance(found, str):
+        return found
+    closed = closed_on_the_way(base, root, owner)
+    if isinstance(closed, str):
+        return closed
+    return mounts(found, closed, base, prefix, root, spec)
+
+
+def auto_refusal(found: InPlace | Layout) -> str | None:
+    """Why mode ``auto`` relocates although ``found`` can be had, or None.
 
     ``auto`` goes in place only where every scheme directory is replaced: a
     real one left (pyenv's data directory is its prefix; Debian's headers
     directory holds ``Python.h``) would be read-only to the child, and a
     wheel's files there would fail with EROFS, which relocated mode does not do.
     """
-    if not mounts.left_real:
+    if not found.left_real:
         return None
-    key, path = mounts.left_real[0]
+    key, path = found.left_real[0]
     what = (
         "holds the interpreter's own files"
         if _plain_dir(path)
@@ -232,21 +303,22 @@ def _plain_dir(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink()
 
 
-def _interpreter_files(executable: Path, copy_dir: Path) -> list[tuple[Path, Path]]:
-    """The interpreter and the links to it in its directory, to copy into ``copy_dir``."""
-    found = [(executable, copy_dir / executable.name)]
+def _interpreter_files(executable: Path) -> list[Path]:
+    """The interpreter and the links to it in its directory."""
+    found = [executable]
     with os.scandir(executable.parent) as entries:
         for entry in entries:
             if entry.is_symlink() and Path(os.path.realpath(entry.path)) == executable:
-                found.append((Path(entry.path), copy_dir / entry.name))
+                found.append(Path(entry.path))
     return sorted(found)
 
 
-def _traverse(
-    base: BaseInterpreter, root: Path, owner: tuple[int, int]
-) -> tuple[tuple[Path, Path, Path], ...] | str:
+def closed_on_the_way(
+    base: BaseInterpreter, where: Path, owner: tuple[int, int]
+) -> tuple[tuple[Path, Path], ...] | str:
     """The directory on the way to the interpreter that the child's uid
-    cannot enter (at most one: a 0700 /root), with the subtree to keep."""
+    cannot enter (at most one: a 0700 /root), with the subtree to keep, for
+    sandboxes at or below ``where``; or why none can be had."""
     found = set()
     needed = [base.prefix, base.executable.parent]
     if base.libpython is not None:
@@ -264,9 +336,11 @@ def _traverse(
     if len(found) > 1:
         return f"more than one directory on the way to {base.executable} is closed: {sorted(found)}"
     ((closed, kept),) = found
-    if is_under(root, closed):
-        return f"the sandbox {root} is below {closed}, which the child's uid cannot enter"
-    return ((closed, kept, root / ASIDE),)
+    if is_under(where, closed):
+        return (
+            f"the sandbox's directory {where} is below {closed}, which the child's uid cannot enter"
+        )
+    return ((closed, kept),)
 
 
 def _enterable(info: os.stat_result, owner: tuple[int, int]) -> bool:
@@ -279,4 +353,17 @@ def _enterable(info: os.stat_result, owner: tuple[int, int]) -> bool:
     return bool(info.st_mode & bit)
 
 
-__all__ = ["ASIDE", "BOUND_KEYS", "MARKER_LAYER", "InPlace", "auto_refusal", "plan", "why_not"]
+__all__ = [
+    "ASIDE",
+    "BOUND_KEYS",
+    "MARKER_LAYER",
+    "InPlace",
+    "Layout",
+    "Layouts",
+    "auto_refusal",
+    "closed_on_the_way",
+    "layout",
+    "mounts",
+    "plan",
+    "why_not",
+]

@@ -72,7 +72,9 @@ ALWAYS_ALLOWED = SCRATCH | {WORK}
 
 def is_under(path: PurePath, top: PurePath) -> bool:
     """True when ``path`` is ``top`` or below it (lexically; nothing is resolved)."""
-    return path == top or top in path.parents
+    # Comparing parts, not ``top in path.parents``: that makes a Path per parent.
+    outer = top.parts
+    return path.parts[: len(outer)] == outer
 
 
 def role_of(roles: Mapping[str, Path], path: Path) -> str | None:

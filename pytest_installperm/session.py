@@ -31,6 +31,7 @@ from pytest_installperm.cache import (
     traversable_by_others,
 )
 from pytest_installperm.errors import InterpreterError, LockUnavailable
+from pytest_installperm.inplace import Layouts
 from pytest_installperm.interpreter import (
     BaseInterpreter,
     Template,
@@ -125,6 +126,8 @@ class Session:
         self._bases: dict[str, BaseInterpreter] = {}
         self._templates: dict[tuple[str, bool], Template] = {}
         self._schemes: dict[tuple[str, bool, bool, str], SchemeFacts] = {}
+        #: In place: which real directories a sandbox of each base is bound over.
+        self.layouts = Layouts()
         self._pip: PipCopy | bool | None = False
         self._tools: Path | None = None
         self._installers = tuple(installers) if installers is not None else None

@@ -23,12 +23,13 @@ from pytest_installperm.errors import (
 from pytest_installperm.interpreter import BaseInterpreter, Template, create_venv
 from pytest_installperm.locks import LockSpec
 from pytest_installperm.programs import required
+from pytest_installperm.roles import is_under
 from pytest_installperm.sandbox import Sandbox
 from pytest_installperm.scheme_facts import SchemeFacts
 from pytest_installperm.schemes import SCHEME_KEYS
 from pytest_installperm.session import PipCopy, Session, library_path
 from pytest_installperm.world import Arg, BuildRequest, Mode
-from pytest_installperm.world.real import RealWorld, inside, resolve_path
+from pytest_installperm.world.real import RealWorld, resolve_path
 
 if TYPE_CHECKING:
     from pytest_installperm.inplace import InPlace
@@ -87,35 +88,40 @@ class RealBuilder:
     def _in_place(
         self, request: BuildRequest, backend: Backend, base: BaseInterpreter, pip: PipCopy | None
     ) -> Environment | str:
-        """The environment in place, or why it cannot be had."""
+        """The environment in place, or why it cannot be had (decided before
+        any sandbox is made: ``auto`` on pyenv asks for every ``system()``)."""
+        from pytest_installperm import inplace
         from pytest_installperm.backends.contain import namespace_mode
-        from pytest_installperm.inplace import auto_refusal, plan, why_not
 
         if request.venv:
             return "venv() is always built on a relocated copy"
         namespace = namespace_mode()
-        blocked = why_not(request.spec, base, namespace)
+        blocked = inplace.why_not(request.spec, base, namespace)
         if blocked is not None:
             return blocked
+        session = self._session
         try:
-            facts = self._session.real_schemes(base)
+            facts = session.real_schemes(base)
         except InterpreterError as exc:
             return str(exc)
-        sandbox = Sandbox(self._session.root.new_dir("sandbox-"))
+        # The interpreter's own directories (none is below the probe's sandbox).
+        real = {k: Path(facts.system[k]) for k in SCHEME_KEYS}
+        found = session.layouts.of(base, real)
+        if isinstance(found, str):
+            return found
+        closed = inplace.closed_on_the_way(base, session.root.path, backend.owner())
+        if isinstance(closed, str):
+            return closed
+        refusal = inplace.auto_refusal(found)
+        if refusal is not None and (request.mode or session.mode) == "auto":
+            return refusal
+        how = "as root" if namespace[0] == "mount" else "in a user namespace"
+        mode = Mode("in-place", f"{base.executable} at its real path, bind mounts made {how}")
+        sandbox = Sandbox(session.root.new_dir("sandbox-"))
         try:
-            real = {k: where(facts, facts.system[k], sandbox) for k in SCHEME_KEYS}
-            mounts = plan(base, real, sandbox.prefix, sandbox.root, backend.owner(), request.spec)
-            if isinstance(mounts, str):
-                sandbox.remove()
-                return mounts
-            refusal = auto_refusal(mounts)
-            if refusal is not None and (request.mode or self._session.mode) == "auto":
-                sandbox.remove()
-                return refusal
-            how = "as root" if namespace[0] == "mount" else "in a user namespace"
-            mode = Mode("in-place", f"{base.executable} at its real path, bind mounts made {how}")
+            mounts = inplace.mounts(found, closed, base, sandbox.prefix, sandbox.root, request.spec)
             return _assemble_in_place(
-                sandbox, mounts, real, facts, base, request, backend, self._session, pip, mode
+                sandbox, mounts, real, facts, base, request, backend, session, pip, mode
             )
         except BaseException:
             sandbox.remove()
@@ -287,7 +293,7 @@ def _scaffold(
     for directory in spec.scaffold(
         system, home=sandbox.home, userbase=userbase, user_scripts=user["scripts"]
     ):
-        if inside(directory, sandbox.root):
+        if is_under(directory, sandbox.root):
             directory.mkdir(parents=True, exist_ok=True)
 
 

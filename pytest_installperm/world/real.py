@@ -25,6 +25,7 @@ from pytest_installperm.errors import (
     UnreadableArgumentError,
 )
 from pytest_installperm.locks import LockSpec, Plan
+from pytest_installperm.roles import is_under
 from pytest_installperm.run import Exit, execute
 from pytest_installperm.sandbox import SYSTEM_PATH, Sandbox
 from pytest_installperm.world import Arg, Mode
@@ -123,9 +124,9 @@ class RealWorld:
     def _stage_path(self, path: Path, *, always: bool) -> str:
         root = self.sandbox.root
         absolute = Path(os.path.abspath(path))
-        if inside(absolute, root) or inside(Path(os.path.realpath(path)), root):
+        if is_under(absolute, root) or is_under(Path(os.path.realpath(path)), root):
             return str(path)
-        if any(inside(absolute, top) for top in self._reached):
+        if any(is_under(absolute, top) for top in self._reached):
             return str(path)
         try:
             st = os.stat(path)
@@ -207,10 +208,6 @@ class RealWorld:
             self.sandbox.remove()
         finally:
             self._backend.release()  # after the removal: that uid owns nothing now
-
-
-def inside(path: Path, top: Path) -> bool:
-    return path == top or top in path.parents
 
 
 def readable_by(path: Path, uid: int, gid: int, *, directory: bool = False) -> bool:
