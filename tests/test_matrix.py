@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from pytest_installperm.installers import Context, TemplateInstaller, Unsupporte
 from pytest_installperm.installers.pip import Pip
 from pytest_installperm.installers.uv import Uv
 from pytest_installperm.matrix import CellExpectation, classify, expectation, judge
+from pytest_installperm.matrix.hooks import longest_first
 from pytest_installperm.report import FIELDS, to_json, to_markdown
 from pytest_installperm.scenarios import OUTCOMES, Request, load_all
 
@@ -173,6 +175,27 @@ def test_presets_translate_requests_or_say_why_they_cannot():
     assert isinstance(refused, Unsupported)
     assert "uv cannot express --user" in refused.reason
     assert isinstance(parse("installer").command(Request(target=True), CTX), Unsupported)
+
+
+def test_xdist_workers_are_handed_the_costliest_installers_cells_first():
+    pip, uv, mine = Pip(), Uv(), parse("mine={python} -m pip install {flags} {wheel}")
+    assert uv.weight < pip.weight == mine.weight
+    cells = [
+        SimpleNamespace(installer=i, nodeid=f"{s}[{i.name}]")
+        for s in ("a", "b", "c")
+        for i in (uv, pip, mine)
+    ]
+    assert [c.nodeid for c in longest_first(cells)] == [
+        "a[pip]",
+        "a[mine]",
+        "b[pip]",
+        "b[mine]",
+        "c[pip]",
+        "c[mine]",
+        "a[uv]",
+        "b[uv]",
+        "c[uv]",
+    ]
 
 
 def test_templates_expand_placeholders_and_skip_what_they_cannot_say():
@@ -425,7 +448,8 @@ def test_report_fields_matrix_and_markdown(full_run):
     assert "| `fallback-to-user` | user ok | error xfail |" in full_run["markdown"]
 
 
-SUBSET = "fallback-to-user or pep668-marker or scripts-only-lock"
+SUBSET_NAMES = ("fallback-to-user", "pep668-marker", "scripts-only-lock")
+SUBSET = " or ".join(SUBSET_NAMES)
 
 
 def test_xdist_gives_the_same_results_and_one_report(full_run, tmp_path):
@@ -447,6 +471,9 @@ def test_xdist_gives_the_same_results_and_one_report(full_run, tmp_path):
     assert len(parallel) == 6
     serial = {k: full_run["rows"][k] for k in parallel}
     assert parallel == serial
+    skipped = {(r["scenario"], r["installer"]): r["reason"] for r in report["skipped"]}
+    assert skipped == {k: v for k, v in full_run["skipped"].items() if k[0] in SUBSET_NAMES}
+    assert [(r["scenario"], r["installer"]) for r in report["results"]] == sorted(parallel)
 
 
 # ---------------------------------------------------------------------------

@@ -135,6 +135,10 @@ class Installer:
     #: tuple: it needs its dependencies, resolved under these pip constraints
     #: into a venv of its own for the interpreter under test (toolvenvs.py).
     release_constraints: tuple[str, ...] | None = None
+    #: What one run of this installer costs beside others: 1 for a Python
+    #: program, which starts an interpreter and imports itself for every run.
+    #: Only the order in which xdist workers are handed the matrix's cells uses it.
+    weight: float = 1.0
 
     def __init_subclass__(cls) -> None:
         super().__init_subclass__()

@@ -58,6 +58,8 @@ class Uv(Installer):
 
     name = "uv"
     programs = ("uv",)
+    #: A native program: a cell takes about a fifth of pip's.
+    weight = 0.2
     messages = MappingProxyType({"externally-managed": r"is externally managed"})
     changes = UV_CHANGES
 

@@ -36,6 +36,20 @@ class Matrix(pytest.Collector):
                     )
 
 
+def longest_first(items: list[ScenarioItem]) -> list[ScenarioItem]:
+    """The cells in the order xdist should hand them out: the costliest
+    installers' first (by :attr:`Installer.weight`; a stable sort, so each
+    installer's cells keep the scenarios' order).
+
+    xdist's ``load`` and ``worksteal`` schedulers give out items in collection
+    order; with pip's and uv's cells interleaved, one worker often ends on a
+    pip cell or two while the other is done. Long cells first leave only short
+    ones to even out the end. The rows and reports are sorted by scenario and
+    installer whatever the order; a serial run keeps the scenarios' order.
+    """
+    return sorted(items, key=lambda item: -item.installer.weight)
+
+
 PLUGIN_NAME = "installperm-matrix"
 
 
@@ -61,6 +75,8 @@ class MatrixPlugin:
     ) -> None:
         matrix = Matrix.from_parent(session, name="installperm", nodeid="installperm")
         found = list(matrix.collect())
+        if hasattr(config, "workerinput"):
+            found = longest_first(found)
         # Report the collection as pytest's own collection would, so the
         # "collected N items" line and collection plugins see the matrix.
         session.ihook.pytest_collectreport(

@@ -45,7 +45,20 @@ def label(installer: Installer, python: Path | None, pythons: Sequence[Path | No
     return installer.name if len(pythons) < 2 else f"{installer.name}@{python}"
 
 
+SETTINGS_KEY = pytest.StashKey[Settings]()
+
+
 def load_settings(config: pytest.Config) -> Settings:
+    """:func:`read_settings`, once per process (``pytest_cmdline_main`` checks
+    them, the matrix plugin uses them); the result is kept in ``config.stash``."""
+    found = config.stash.get(SETTINGS_KEY, None)
+    if found is None:
+        found = read_settings(config)
+        config.stash[SETTINGS_KEY] = found
+    return found
+
+
+def read_settings(config: pytest.Config) -> Settings:
     """Validate options, installers and scenario files; UsageError names the problem."""
     opts = options.check(config)
     installers = tuple(parse_all(list(opts.installers), config_registry(config)))
