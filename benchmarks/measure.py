@@ -160,7 +160,7 @@ def count_entries(root: Path) -> Result:
 BREAKDOWN = (
     ("sandbox dirs   Sandbox.__init__", "pytest_installperm.sandbox", "Sandbox.__init__"),
     ("interpreter    Template.relocate", "pytest_installperm.interpreter", "Template.relocate"),
-    ("pip copy       _install_pip", "pytest_installperm.world.real", "_install_pip"),
+    ("pip copy       _install_pip", "pytest_installperm.world.build", "_install_pip"),
     (
         "lock           PrivdropBackend.apply",
         "pytest_installperm.backends.privdrop",

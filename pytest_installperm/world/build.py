@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,7 @@ from pytest_installperm.errors import (
     InterpreterError,
     LockUnavailable,
 )
-from pytest_installperm.interpreter import BaseInterpreter, Template, create_venv
+from pytest_installperm.interpreter import BaseInterpreter, create_venv
 from pytest_installperm.locks import LockSpec
 from pytest_installperm.programs import required
 from pytest_installperm.roles import is_under
@@ -120,9 +121,11 @@ class RealBuilder:
         sandbox = Sandbox(session.root.new_dir("sandbox-"))
         try:
             mounts = inplace.mounts(found, closed, base, sandbox.prefix, sandbox.root, request.spec)
-            return _assemble_in_place(
-                sandbox, mounts, real, facts, base, request, backend, session, pip, mode
-            )
+            mounts.build()
+            system = mounts.scheme(real)
+            loader = _loader_path(base)
+            placed = _Placed(sandbox, facts, mode, base.executable, base.version, system, loader)
+            return _assemble(placed, request, backend, session, pip, mounts, real)
         except BaseException:
             sandbox.remove()
             backend.release()
@@ -150,7 +153,20 @@ class RealBuilder:
             pytest.skip(f"{exc} (mode relocated: {mode.reason})")
         sandbox = Sandbox(session.root.new_dir("sandbox-"))
         try:
-            return _assemble(sandbox, template, facts, request, backend, session, pip, mode)
+            python = template.relocate(
+                sandbox.prefix, externally_managed=request.spec.externally_managed
+            )
+            if request.venv:
+                python = create_venv(
+                    sandbox.venv,
+                    python,
+                    template.base.version,
+                    system_site_packages=request.system_site_packages,
+                )
+            system = {k: where(facts, facts.system[k], sandbox) for k in SCHEME_KEYS}
+            version, loader = template.base.version, library_path(template)
+            placed = _Placed(sandbox, facts, mode, python, version, system, loader)
+            return _assemble(placed, request, backend, session, pip)
         except BaseException:
             sandbox.remove()
             backend.release()
@@ -165,36 +181,44 @@ def where(facts: SchemeFacts, value: str, sandbox: Sandbox) -> Path:
     return facts.relocate(value, prefix=sandbox.prefix, venv=sandbox.venv, home=sandbox.home)
 
 
+@dataclass(frozen=True)
+class _Placed:
+    """What differs between the modes: the sandbox, the interpreter that runs
+    in it (``python``, Python ``version``), its system scheme, and the
+    variables that let the loader find its libpython (``loader``)."""
+
+    sandbox: Sandbox
+    facts: SchemeFacts
+    mode: Mode
+    python: Path
+    version: str
+    system: Mapping[str, Path]
+    loader: Mapping[str, str]
+
+
 def _assemble(
-    sandbox: Sandbox,
-    template: Template,
-    facts: SchemeFacts,
+    placed: _Placed,
     request: BuildRequest,
     backend: Backend,
     session: Session,
     pip: PipCopy | None,
-    mode: Mode,
+    in_place: InPlace | None = None,
+    seen: Mapping[str, Path] | None = None,
 ) -> Environment:
-    """Build the tree, install what must be there, lock, and snapshot."""
+    """The rest of the tree around the interpreter, what must be there (pip,
+    the wheels to preinstall), the child's defaults; then lock and snapshot.
+    In place, ``seen`` is the real system scheme that ``in_place`` binds over."""
+    sandbox, facts, python, system = placed.sandbox, placed.facts, placed.python, placed.system
     spec = request.spec
-    python = template.relocate(sandbox.prefix, externally_managed=spec.externally_managed)
-    if request.venv:
-        python = create_venv(
-            sandbox.venv,
-            python,
-            template.base.version,
-            system_site_packages=request.system_site_packages,
-        )
-    system = {k: where(facts, facts.system[k], sandbox) for k in SCHEME_KEYS}
     user = {k: where(facts, facts.user[k], sandbox) for k in SCHEME_KEYS}
     userbase = where(facts, facts.userbase, sandbox)
     _scaffold(spec, system, user, userbase, sandbox)
     if pip is not None:
-        _install_pip(pip, system, python, template.base.version)
+        _install_pip(pip, system, python, placed.version)
     for wheel in request.preinstalled:
         _preinstall(Path(wheel), system, python, sandbox.root)
     # Every registered preset's isolation, whichever installer the child runs.
-    defaults = {**session.isolation(sandbox), **library_path(template)}
+    defaults = {**session.isolation(sandbox), **placed.loader}
     if not spec.user_site:
         defaults["PYTHONNOUSERSITE"] = "1"
     world = RealWorld(
@@ -203,7 +227,9 @@ def _assemble(
         path_dirs=resolve_path(request.path, {"system": system, "user": user}),
         defaults=defaults,
         tools=required(session.tools(request.programs), request.programs),
-        mode=mode,
+        mode=placed.mode,
+        in_place=in_place,
+        python=python,
     )
     env = Environment(
         kind="venv" if request.venv else "system",
@@ -212,58 +238,7 @@ def _assemble(
         prefix=sandbox.venv if request.venv else sandbox.prefix,
         userbase=userbase,
         spec=spec,
-        schemes=facts.schemes(system, user),
-        world=world,
-    )
-    world.lock(spec, env.roles)
-    world.snapshot()
-    return env
-
-
-def _assemble_in_place(
-    sandbox: Sandbox,
-    mounts: InPlace,
-    real: Mapping[str, Path],
-    facts: SchemeFacts,
-    base: BaseInterpreter,
-    request: BuildRequest,
-    backend: Backend,
-    session: Session,
-    pip: PipCopy | None,
-    mode: Mode,
-) -> Environment:
-    """The real interpreter, with the sandbox bound over its system scheme."""
-    spec = request.spec
-    mounts.build()
-    system = mounts.scheme(real)
-    user = {k: where(facts, facts.user[k], sandbox) for k in SCHEME_KEYS}
-    userbase = where(facts, facts.userbase, sandbox)
-    _scaffold(spec, system, user, userbase, sandbox)
-    if pip is not None:
-        _install_pip(pip, system, base.executable, base.version)
-    for wheel in request.preinstalled:
-        _preinstall(Path(wheel), system, base.executable, sandbox.root)
-    defaults = {**session.isolation(sandbox), **_loader_path(base)}
-    if not spec.user_site:
-        defaults["PYTHONNOUSERSITE"] = "1"
-    world = RealWorld(
-        sandbox,
-        backend,
-        path_dirs=resolve_path(request.path, {"system": system, "user": user}),
-        defaults=defaults,
-        tools=required(session.tools(request.programs), request.programs),
-        mode=mode,
-        in_place=mounts,
-        python=base.executable,
-    )
-    env = Environment(
-        kind="system",
-        root=sandbox.root,
-        python=base.executable,
-        prefix=sandbox.prefix,
-        userbase=userbase,
-        spec=spec,
-        schemes=facts.schemes(system, user, seen=real),
+        schemes=facts.schemes(system, user, seen=seen),
         world=world,
     )
     world.lock(spec, env.roles)
