@@ -1,5 +1,6 @@
 """Per-session state: the session directory, interpreter templates, the pip
-copy, installer tools, and scheme facts learned once per base interpreter.
+copy (:mod:`.pip_copy`), installer tools, and scheme facts learned once per
+base interpreter.
 
 Everything here is built once per pytest session (per xdist worker) and then
 shared, so that building one sandbox costs milliseconds: the expensive parts
@@ -18,7 +19,6 @@ import shutil
 import sys
 import sysconfig
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,10 +42,10 @@ from pytest_installperm.interpreter import (
     layout_key,
     query_layout,
     query_schemes,
-    readable_link,
     template_key,
 )
 from pytest_installperm.locks import LockSpec
+from pytest_installperm.pip_copy import PipCopy, copy_pip
 from pytest_installperm.sandbox import SYSTEM_PATH, Sandbox, SessionRoot
 from pytest_installperm.scheme_facts import SchemeFacts, scheme_facts_of
 from pytest_installperm.schemes import SCHEME_KEYS
@@ -62,29 +62,6 @@ def default_uid() -> tuple[int, int]:
         return entry.pw_uid, entry.pw_gid
     except KeyError:
         return 65534, 65534
-
-
-@dataclass(frozen=True)
-class PipCopy:
-    """A readable copy of the running environment's pip."""
-
-    package: Path
-    dist_info: Path
-    version: str = ""
-    requires_python: str | None = None
-
-    def runs_on(self, python_version: str) -> bool:
-        """True if this pip's Requires-Python admits ``python_version`` (e.g. "3.9")."""
-        return _admits(self.requires_python, python_version)
-
-
-@functools.cache  # asked for every sandbox, with the same two strings
-def _admits(requires_python: str | None, python_version: str) -> bool:
-    if not requires_python:
-        return True
-    from packaging.specifiers import SpecifierSet
-
-    return SpecifierSet(requires_python).contains(python_version + ".0")
 
 
 def _make_read_only_dirs(top: Path) -> None:
@@ -242,37 +219,8 @@ class Session:
     def pip(self) -> PipCopy | None:
         """A readable, read-only copy of the running environment's pip, or None."""
         if self._pip is False:
-            self._pip = self._copy_pip()
+            self._pip = copy_pip(functools.partial(self._cached, readable=os.geteuid() == 0))
         return self._pip if isinstance(self._pip, PipCopy) else None
-
-    def _copy_pip(self) -> PipCopy | None:
-        try:
-            dist = importlib.metadata.distribution("pip")
-        except importlib.metadata.PackageNotFoundError:
-            return None
-        package = _package_dir(dist)
-        dist_info = Path(str(dist._path))  # type: ignore[attr-defined]
-
-        def build(tree: Path) -> None:
-            # Keep pip's bytecode: a child cannot write caches into this read-only
-            # copy, and without them every pip run recompiles pip (2 s vs 0.4 s).
-            tree.mkdir()
-            shutil.copytree(package, tree / "pip", symlinks=True, copy_function=readable_link)
-            shutil.copytree(dist_info, tree / dist_info.name, copy_function=readable_link)
-
-        key: dict[str, object] = {
-            "version": dist.version,
-            "package": identity(package),
-            "init": identity(package / "__init__.py"),
-            "dist_info": identity(dist_info),
-        }
-        tree = self._cached("pip", key, build, readable=os.geteuid() == 0)
-        return PipCopy(
-            tree / "pip",
-            tree / dist_info.name,
-            version=dist.version,
-            requires_python=(dist.metadata.get_all("Requires-Python") or [None])[0],
-        )
 
     def installers(self) -> tuple[Installer, ...]:
         if self._installers is None:
@@ -489,22 +437,6 @@ class Session:
             self._root = None
 
 
-def _package_dir(dist: importlib.metadata.Distribution) -> Path:
-    """Where pip's package really lives: beside its dist-info, or, for an
-    editable install (flit leaves only a ``.pth`` file there), in the source
-    tree that its ``direct_url.json`` names."""
-    from pytest_installperm.releases import installed_location
-
-    site = Path(str(dist.locate_file("")))
-    found = installed_location("pip", site)
-    if found is None:
-        raise FileNotFoundError(
-            f"pip is installed in {site} ({dist.version}), but neither its package nor "
-            "the source tree of an editable install (direct_url.json) was found"
-        )
-    return found / "pip"
-
-
 def _search_path() -> str:
     """Where installer programs are looked for: next to this interpreter, then PATH."""
     return os.pathsep.join(
@@ -525,7 +457,8 @@ def library_path(template: Template) -> dict[str, str]:
 def _plugin_identity() -> list[object]:
     """Part of every cache key: the modules that decide what an entry holds."""
     here = Path(__file__).parent
-    return [identity(here / name) for name in ("cache.py", "interpreter.py", "session.py")]
+    names = ("cache.py", "interpreter.py", "pip_copy.py", "session.py")
+    return [identity(here / name) for name in names]
 
 
-__all__ = ["SCHEME_KEYS", "PipCopy", "SchemeFacts", "Session", "default_uid"]
+__all__ = ["SCHEME_KEYS", "SchemeFacts", "Session", "default_uid"]

@@ -355,10 +355,10 @@ def test_requires_python_names_release_and_interpreter(tmp_path):
 
 
 def test_the_session_copies_an_editable_pip_from_its_source(tmp_path):
-    """Session._copy_pip used to fail with FileNotFoundError on site-packages/pip."""
+    """copy_pip used to fail with FileNotFoundError on site-packages/pip."""
     import importlib.metadata
 
-    from pytest_installperm.session import _package_dir
+    from pytest_installperm.pip_copy import _package_dir
 
     checkout = _package(tmp_path / "checkout" / "src").parent
     site = tmp_path / "site-packages"

@@ -23,12 +23,13 @@ from pytest_installperm.errors import (
 )
 from pytest_installperm.interpreter import BaseInterpreter, create_venv
 from pytest_installperm.locks import LockSpec
+from pytest_installperm.pip_copy import PipCopy
 from pytest_installperm.programs import required
 from pytest_installperm.roles import is_under
 from pytest_installperm.sandbox import Sandbox
 from pytest_installperm.scheme_facts import SchemeFacts
 from pytest_installperm.schemes import SCHEME_KEYS
-from pytest_installperm.session import PipCopy, Session, library_path
+from pytest_installperm.session import Session, library_path
 from pytest_installperm.world import Arg, BuildRequest, Mode
 from pytest_installperm.world.real import RealWorld, resolve_path
 
