@@ -20,7 +20,7 @@ import sys
 import sysconfig
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pytest_installperm.backends import Backend, choose
 from pytest_installperm.cache import (
@@ -366,28 +366,34 @@ class Session:
         """Ask a relocated copy for its schemes, once per base, kind and backend."""
         key = (str(template.root), venv, system_site_packages, backend.name)
         if key not in self._schemes:
-            cache = self._cache_for(readable=backend.needs_readable_copies)
-
-            def probe() -> dict[str, Any]:
-                facts = self._probe(
+            # A uid from the pool is whichever was free: the answer is the
+            # same for each of them, so the key names the pool, not the uid.
+            owner = ["pool"] if backend.lease is not None else list(backend.owner())
+            readable = backend.needs_readable_copies
+            what = {
+                **template_key(template.base, readable=readable),
+                "kind": [venv, system_site_packages],
+                "backend": [backend.name, *owner],
+            }
+            self._schemes[key] = self._kept_schemes(
+                what,
+                lambda: self._probe(
                     template, backend, venv=venv, system_site_packages=system_site_packages
-                )
-                return dataclasses.asdict(facts)
-
-            if cache is None:
-                self._schemes[key] = SchemeFacts(**probe())
-            else:
-                # A uid from the pool is whichever was free: the answer is the
-                # same for each of them, so the key names the pool, not the uid.
-                owner = ["pool"] if backend.lease is not None else list(backend.owner())
-                what = {
-                    **template_key(template.base, readable=backend.needs_readable_copies),
-                    "kind": [venv, system_site_packages],
-                    "backend": [backend.name, *owner],
-                    "plugin": _plugin_identity(),
-                }
-                self._schemes[key] = SchemeFacts(**cache.facts("schemes", what, probe))
+                ),
+                readable=readable,
+            )
         return self._schemes[key]
+
+    def _kept_schemes(
+        self, what: dict[str, object], probe: Callable[[], SchemeFacts], *, readable: bool
+    ) -> SchemeFacts:
+        """``probe()``, asked once per ``what`` and kept in the persistent cache
+        (so once per base, not per session and xdist worker) when there is one."""
+        cache = self._cache_for(readable=readable)
+        if cache is None:
+            return probe()
+        full = {**what, "plugin": _plugin_identity()}
+        return SchemeFacts(**cache.facts("schemes", full, lambda: dataclasses.asdict(probe())))
 
     def _probe(
         self, template: Template, backend: Backend, *, venv: bool, system_site_packages: bool
@@ -422,13 +428,18 @@ class Session:
         """Ask ``base`` itself, where it lives, for its schemes (in-place mode), once."""
         key = (str(base.executable), False, False, "in-place")
         if key not in self._schemes:
-            sandbox = Sandbox(self.root.new_dir("probe-"))
-            env = sandbox.child_env(path_dirs=[Path(d) for d in SYSTEM_PATH])
-            try:
-                data = query_schemes(base.executable, env, {"cwd": "/"})
-            finally:
-                sandbox.remove()
-            self._schemes[key] = scheme_facts_of(data, sandbox)
+
+            def probe() -> SchemeFacts:
+                sandbox = Sandbox(self.root.new_dir("probe-"))
+                env = sandbox.child_env(path_dirs=[Path(d) for d in SYSTEM_PATH])
+                try:
+                    data = query_schemes(base.executable, env, {"cwd": "/"})
+                finally:
+                    sandbox.remove()
+                return scheme_facts_of(data, sandbox)
+
+            what = {**template_key(base, readable=False), "kind": "in-place"}
+            self._schemes[key] = self._kept_schemes(what, probe, readable=False)
         return self._schemes[key]
 
     def close(self) -> None:

@@ -170,6 +170,36 @@ def test_the_scheme_probe_is_kept_whichever_uid_of_the_pool_ran_it(cache_dir: Pa
     assert entries(cache_dir) == built, "a session with another pool uid probed again"
 
 
+def test_the_in_place_scheme_probe_is_kept_across_sessions(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_installperm import session as session_module
+
+    asked: list[Path] = []
+    query = session_module.query_schemes
+
+    def counted(python: Path, *args: object, **kwargs: object) -> dict[str, object]:
+        asked.append(python)
+        return query(python, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(session_module, "query_schemes", counted)
+    paths = []
+    for _ in range(2):
+        session = Session(cache_dir=cache_dir)
+        factory = InstallPerm(session)
+        try:
+            env = factory.system(externally_managed=False, mode="in-place")
+            paths.append({k: os.path.relpath(v, env.root) for k, v in env.paths("user").items()})
+        finally:
+            factory.close()
+            session.close()
+        if len(paths) == 1:
+            assert asked, "the first session did not ask the base for its schemes"
+            asked.clear()
+    assert asked == [], "a second session asked the base again"
+    assert paths[0] == paths[1]
+
+
 def test_concurrent_sessions_build_once(cache_dir: Path) -> None:
     cache = TemplateCache(cache_dir)
     calls: list[int] = []
