@@ -172,6 +172,12 @@ class Layout:
     seeds: tuple[tuple[Path, Path], ...]
     #: Scheme keys whose real directory stays (read-only to the child), with it.
     left_real: tuple[tuple[str, Path], ...]
+    #: The real system scheme this layout is of.
+    real: Mapping[str, Path]
+
+
+#: A layout, or why there is none.
+Found = Layout | str
 
 
 def layout(base: BaseInterpreter, real: Mapping[str, Path]) -> Layout | str:
@@ -202,7 +208,7 @@ def layout(base: BaseInterpreter, real: Mapping[str, Path]) -> Layout | str:
             seeds += [(found, target) for found in _interpreter_files(base.executable)]
     # data is considered first: it is left real only if nothing below it is bound.
     left = [(k, p) for k, p in left if not any(is_under(p, t) for t in targets)]
-    return Layout(tuple(targets), tuple(seeds), tuple(left))
+    return Layout(tuple(targets), tuple(seeds), tuple(left), dict(real))
 
 
 class Layouts:
@@ -213,20 +219,24 @@ class Layouts:
     an entry made or removed there moves them)."""
 
     def __init__(self) -> None:
-        self._known: dict[tuple[Path, ...], tuple[tuple[object, ...], Layout | str]] = {}
+        #: key -> (the directories read, their stamps then, the answer)
+        self._known: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[object, ...], Found]] = {}
 
-    def of(self, base: BaseInterpreter, real: Mapping[str, Path]) -> Layout | str:
-        read = (base.executable.parent, *dict.fromkeys(real[key] for key in BOUND_KEYS))
-        stamp = tuple(_stamp(path) for path in read)
-        key = (base.executable, *read)
+    def of(self, base: BaseInterpreter, system: Mapping[str, str]) -> Found:
+        """:func:`layout` of ``base`` for its real system scheme ``system``
+        (the paths its scheme probe reported)."""
+        key = (os.fspath(base.executable), *(system[k] for k in BOUND_KEYS))
         known = self._known.get(key)
-        if known is None or known[0] != stamp:
-            known = (stamp, layout(base, real))
-            self._known[key] = known
-        return known[1]
+        if known is not None and known[1] == tuple(map(_stamp, known[0])):
+            return known[2]
+        read = tuple(dict.fromkeys((os.path.dirname(key[0]), *key[1:])))
+        stamps = tuple(map(_stamp, read))  # before reading: a change meanwhile shows next time
+        found = layout(base, {k: Path(v) for k, v in system.items()})
+        self._known[key] = (read, stamps, found)
+        return found
 
 
-def _stamp(path: Path) -> tuple[int, ...] | None:
+def _stamp(path: str) -> tuple[int, ...] | None:
     try:
         st = os.lstat(path)
     except OSError:
@@ -319,17 +329,21 @@ def closed_on_the_way(
     """The directory on the way to the interpreter that the child's uid
     cannot enter (at most one: a 0700 /root), with the subtree to keep, for
     sandboxes at or below ``where``; or why none can be had."""
-    found = set()
+    found: set[tuple[Path, Path]] = set()
     needed = [base.prefix, base.executable.parent]
     if base.libpython is not None:
         needed.append(base.libpython.parent)
-    for path in needed:
-        for ancestor in [*reversed(path.parents), path][1:]:
-            if _enterable(ancestor.stat(), owner):
+    for path in map(os.fspath, needed):
+        # Each directory on the way below /, then the path itself. Strings:
+        # every system() asks, and a Path's parents are slow to build.
+        ends = [i for i in range(1, len(path)) if path[i] == os.sep] + [len(path)]
+        for at, end in enumerate(ends):
+            ancestor = path[:end]
+            if _enterable(os.stat(ancestor), owner):
                 continue
-            if ancestor == path:
+            if end == len(path):
                 return f"{ancestor} cannot be entered by uid {owner[0]} and holds the interpreter"
-            found.add((ancestor, ancestor / path.relative_to(ancestor).parts[0]))
+            found.add((Path(ancestor), Path(path[: ends[at + 1]])))
             break
     if not found:
         return ()

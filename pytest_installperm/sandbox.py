@@ -21,7 +21,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import shutil
 import stat
 import tempfile
 from collections.abc import Mapping
@@ -54,13 +53,66 @@ def _open_up(top: str) -> None:
             continue
 
 
+#: How a directory being removed is opened: never through a symlink.
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def remove_tree(path: Path) -> None:
-    """Remove ``path`` whatever its modes; 0555 dirs and foreign files included."""
+    """Remove ``path`` whatever its modes; 0555 dirs and foreign files included.
+
+    Like ``shutil.rmtree`` on Linux (names relative to open directories, so a
+    symlink a child left is removed, never followed), with two ``stat`` calls
+    fewer per directory: ``O_NOFOLLOW | O_DIRECTORY`` refuses what is not a
+    directory itself. A ``path`` that is a symlink is refused (ENOTDIR).
+    """
     if not os.path.lexists(path):
         return
     if os.geteuid() != 0:
         _open_up(str(path))
-    shutil.rmtree(path)
+    _remove_contents(os.open(path, _DIR_FLAGS))
+    os.rmdir(path)
+
+
+def _remove_contents(top: int) -> None:
+    """Empty the directory open as ``top``, and close it."""
+    # (descriptor, its name in its parent: the one before it on the stack, entries left)
+    stack: list[tuple[int, str, list[tuple[str, bool]]]] = [(top, "", [])]
+    try:
+        stack[0][2].extend(_entries(top))  # listed once on the stack: closed if it fails
+        while stack:
+            fd, done, entries = stack[-1]
+            if not entries:
+                stack.pop()
+                os.close(fd)
+                if stack:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.rmdir(done, dir_fd=stack[-1][0])
+                continue
+            name, is_dir = entries.pop()
+            if is_dir:
+                try:
+                    sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:  # no longer a directory: removed as a name
+                    if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+                        raise
+                else:
+                    stack.append((sub, name, []))
+                    stack[-1][2].extend(_entries(sub))
+                    continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=fd)
+    finally:
+        for fd, _done, _left in stack:
+            os.close(fd)
+
+
+def _entries(fd: int) -> list[tuple[str, bool]]:
+    """Names in the directory open as ``fd``, and whether each is a directory
+    (not a link to one)."""
+    with os.scandir(fd) as it:
+        return [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
 
 
 #: Where session roots go when a tmpfs is at hand: building a sandbox is a few
@@ -187,8 +239,9 @@ class Sandbox:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        top = os.fspath(root)
         for name in SANDBOX_DIRS:
-            (root / name).mkdir()
+            os.mkdir(os.path.join(top, name))
         self.prefix = root / "prefix"
         self.venv = root / "venv"
         self.home = root / "home"

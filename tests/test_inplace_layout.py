@@ -37,24 +37,26 @@ def pyenv_like(top: Path) -> tuple[BaseInterpreter, dict[str, Path]]:
 
 def test_a_layout_is_found_once_and_again_after_its_directories_change(tmp_path: Path) -> None:
     base, real = pyenv_like(tmp_path)
+    scheme = {key: str(path) for key, path in real.items()}  # as the scheme probe reports it
     layouts = Layouts()
-    first = layouts.of(base, real)
+    first = layouts.of(base, scheme)
     assert not isinstance(first, str)
     assert first.targets == (real["purelib"], real["scripts"], real["headers"])
     assert first.left_real == (("data", base.prefix),)
+    assert first.real == real
     assert [found.name for found, _target in first.seeds] == ["python3", "python3.11"]
-    assert layouts.of(base, real) is first  # nothing changed: not read again
+    assert layouts.of(base, scheme) is first  # nothing changed: not read again
 
     (real["headers"] / "Python.h").write_text("")
     os.symlink("python3.11", real["scripts"] / "python")
-    second = layouts.of(base, real)
+    second = layouts.of(base, scheme)
     assert not isinstance(second, str)
     assert second.targets == (real["purelib"], real["scripts"])
     assert second.left_real == (("data", base.prefix), ("headers", real["headers"]))
     assert [found.name for found, _target in second.seeds] == ["python", "python3", "python3.11"]
 
     shutil.rmtree(real["purelib"])
-    assert layouts.of(base, real) == (
+    assert layouts.of(base, scheme) == (
         f"the real purelib directory {real['purelib']} is not a directory to bind over"
     )
 

@@ -107,8 +107,7 @@ class RealBuilder:
         except InterpreterError as exc:
             return str(exc)
         # The interpreter's own directories (none is below the probe's sandbox).
-        real = {k: Path(facts.system[k]) for k in SCHEME_KEYS}
-        found = session.layouts.of(base, real)
+        found = session.layouts.of(base, facts.system)
         if isinstance(found, str):
             return found
         closed = inplace.closed_on_the_way(base, session.root.path, backend.owner())
@@ -123,6 +122,7 @@ class RealBuilder:
         try:
             mounts = inplace.mounts(found, closed, base, sandbox.prefix, sandbox.root, request.spec)
             mounts.build()
+            real = found.real
             system = mounts.scheme(real)
             loader = _loader_path(base)
             placed = _Placed(sandbox, facts, mode, base.executable, base.version, system, loader)
