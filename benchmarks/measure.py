@@ -486,6 +486,34 @@ def matrix(
     }
 
 
+def matrix_rounds(
+    work: Path, rounds: int, progress: Callable[[str], None], basetemp: str | None = None
+) -> tuple[Result, Result]:
+    """``rounds`` pairs of :func:`matrix` runs, serial then ``-n 2``, alternated
+    so that both see the same machine; each side is its median run (by wall
+    time), with every round's seconds and the load average before it."""
+    runs: dict[int | None, list[Result]] = {None: [], 2: []}
+    for i in range(rounds):
+        for xdist in (None, 2):
+            progress(f"matrix, {'-n 2' if xdist else 'serial'}, round {i + 1} of {rounds}")
+            load = os.getloadavg()[0]
+            result = matrix(work, xdist, basetemp=basetemp)
+            result["load_before"] = round(load, 2)
+            runs[xdist].append(result)
+    sides = []
+    for xdist in (None, 2):
+        done = [r for r in runs[xdist] if r.get("available")]
+        if len(done) < len(runs[xdist]):
+            sides.append(next(r for r in runs[xdist] if not r.get("available")))
+            continue
+        ordered = sorted(done, key=lambda r: float(r["seconds"]))
+        middle = dict(ordered[(len(ordered) - 1) // 2])
+        middle["rounds_s"] = [r["seconds"] for r in done]
+        middle["rounds_load"] = [r["load_before"] for r in done]
+        sides.append(middle)
+    return sides[0], sides[1]
+
+
 def fakefs(work: Path, iterations: int) -> Result:
     """Per-test cost of ``installperm_fakefs`` (build+run-free), in ms.
 

@@ -66,7 +66,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=5,
         help="installs per site size in the detection benchmark (default 5)",
     )
-    parser.add_argument("--no-matrix", action="store_true", help="skip the two matrix runs")
+    parser.add_argument("--no-matrix", action="store_true", help="skip the matrix runs")
+    parser.add_argument(
+        "--matrix-rounds",
+        type=int,
+        default=3,
+        metavar="N",
+        help="pairs of matrix runs, serial then -n 2, alternated; medians are reported (3)",
+    )
     parser.add_argument(
         "--basetemp",
         default=None,
@@ -287,10 +294,9 @@ def run_all(args: argparse.Namespace, work: Path, base_tmp: str) -> dict[str, An
                 "(the built-in matrix is not implemented)",
             }
         else:
-            progress("matrix, serial")
-            serial = measure.matrix(work, None, basetemp=args.basetemp)
-            progress("matrix, -n 2")
-            parallel = measure.matrix(work, 2, basetemp=args.basetemp)
+            serial, parallel = measure.matrix_rounds(
+                work, max(args.matrix_rounds, 1), progress, basetemp=args.basetemp
+            )
         progress("installperm_fakefs")
         fake = measure.fakefs(work, 30)
     data["matrix_s"] = serial.get("seconds")
@@ -422,6 +428,8 @@ def table(data: dict[str, Any]) -> str:
         )
         if detail.get("available"):
             rows.append(("  sum of per-item durations", fmt(detail.get("items_s"), "s")))
+            rounds = ", ".join(f"{s:g}" for s in detail.get("rounds_s", []))
+            rows.append(("  every round (s), the median shown above", rounds))
     fake = data["fakefs_detail"]
     rows.append(
         (
