@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -457,11 +458,13 @@ def matrix(
     project = work / f"matrix-{xdist or 0}"
     project.mkdir()
     try:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         out = subprocess.run(
             argv, cwd=project, capture_output=True, text=True, check=False, timeout=timeout
         )
         elapsed = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
     except subprocess.TimeoutExpired:
         return {"available": False, "reason": f"timed out after {timeout:.0f}s"}
     finally:
@@ -483,15 +486,20 @@ def matrix(
         "returncode": out.returncode,
         "items_s": round(sum(durations), 2),
         "fixed_s": round(elapsed - sum(durations), 2) if not xdist else None,
+        "cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2),
     }
 
 
 def matrix_rounds(
     work: Path, rounds: int, progress: Callable[[str], None], basetemp: str | None = None
-) -> tuple[Result, Result]:
+) -> tuple[Result, Result, float | None]:
     """``rounds`` pairs of :func:`matrix` runs, serial then ``-n 2``, alternated
     so that both see the same machine; each side is its median run (by wall
-    time), with every round's seconds and the load average before it."""
+    time), with every round's seconds and the load average before it. Last,
+    the median of the pairs' ratios (serial over ``-n 2``): the machine's
+    speed drifts between runs (the same serial matrix took 15.6 to 19.9 s of
+    CPU in one hour), which a pair run back to back shares and the medians of
+    the two sides taken apart do not."""
     runs: dict[int | None, list[Result]] = {None: [], 2: []}
     for i in range(rounds):
         for xdist in (None, 2):
@@ -510,8 +518,15 @@ def matrix_rounds(
         middle = dict(ordered[(len(ordered) - 1) // 2])
         middle["rounds_s"] = [r["seconds"] for r in done]
         middle["rounds_load"] = [r["load_before"] for r in done]
+        middle["rounds_cpu_s"] = [r["cpu_s"] for r in done]
         sides.append(middle)
-    return sides[0], sides[1]
+    pairs = [
+        float(s["seconds"]) / float(p["seconds"])
+        for s, p in zip(runs[None], runs[2], strict=True)
+        if s.get("available") and p.get("available") and p["seconds"]
+    ]
+    ratio = round(statistics.median(pairs), 2) if len(pairs) == rounds else None
+    return sides[0], sides[1], ratio
 
 
 def fakefs(work: Path, iterations: int) -> Result:
