@@ -120,7 +120,9 @@ change:
 - A cell's state is its outcome (`skip` when it did not run) and its key
   message: the text each of the preset's known messages matched, in the words
   of the release that ran (pip 20.x's `EnvironmentError`, 21.1's venv hint),
-  else the installer's first error line; sandbox paths read `<sandbox>`.
+  else the installer's first error line. Every absolute path reads `<path>`:
+  which file an installer hits first, and uv's random temporary names, change
+  from run to run; the wording is what changes between releases.
 - A change is recorded wherever a state differs from the previous version's."""
 #: A verdict that keeps the matrix green.
 GREEN = {"passed", "xfailed"}
