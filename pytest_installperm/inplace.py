@@ -265,28 +265,7 @@ def mounts(
     return InPlace(binds, traverse, seeds, overlays, marker, found.left_real)
 
 
-def plan(
-    base: BaseInterpreter,
-    real: Mapping[str, Path],
-    prefix: Path,
-    root: Path,
-    owner: tuple[int, int],
-    spec: LockSpec,
-) -> InPlace | str:
-    """The mounts that put the sandbox ``root`` (its mirrors below ``prefix``)
-    in place of ``base``'s real system scheme ``real`` for ``spec``, or why
-    they cannot (:func:`layout`, :func:`closed_on_the_way` and :func:`mounts`
-    in one)."""
-    found = layout(base, real)
-    if isinstance(found, str):
-        return found
-    closed = closed_on_the_way(base, root, owner)
-    if isinstance(closed, str):
-        return closed
-    return mounts(found, closed, base, prefix, root, spec)
-
-
-def auto_refusal(found: InPlace | Layout) -> str | None:
+def auto_refusal(found: Layout) -> str | None:
     """Why mode ``auto`` relocates although ``found`` can be had, or None.
 
     ``auto`` goes in place only where every scheme directory is replaced: a
@@ -378,6 +357,5 @@ __all__ = [
     "closed_on_the_way",
     "layout",
     "mounts",
-    "plan",
     "why_not",
 ]

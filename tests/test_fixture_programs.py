@@ -15,17 +15,9 @@ from pathlib import Path
 import pytest
 
 from pytest_installperm.errors import FakefsError
+from pytest_installperm.installers.base import requirement_of
+from pytest_installperm.installers.poetry import PROJECT
 from pytest_installperm.programs import ProgramError
-
-PROJECT = """\
-[project]
-name = "app"
-version = "0"
-dependencies = ["demo @ {url}"]
-
-[tool.poetry]
-package-mode = false
-"""
 
 
 def _poetry_installed() -> None:
@@ -45,8 +37,8 @@ def test_poetry_installs_into_an_activated_venv_as_the_child(installperm, make_w
     project = env.sandbox.work  # the child's working directory
     shutil.copy(wheel, project / wheel.name)
     os.chmod(project / wheel.name, 0o644)
-    url = (project / wheel.name).as_uri()
-    (project / "pyproject.toml").write_text(PROJECT.format(url=url))
+    requirement = requirement_of(project / wheel.name)
+    (project / "pyproject.toml").write_text(PROJECT.format(requirement=requirement))
     result = env.run(["poetry", "install", "--no-root"], env={"VIRTUAL_ENV": str(env.prefix)})
     assert result.returncode == 0, result.describe()
     result.assert_installed(wheel, scheme="system")  # the venv's own scheme

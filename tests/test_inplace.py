@@ -19,9 +19,9 @@ from pytest_installperm import InstallPerm
 from pytest_installperm.environment import Environment
 from pytest_installperm.errors import FakefsError, InterpreterError, PlacementError
 from pytest_installperm.fixtures import get_session
-from pytest_installperm.inplace import InPlace, auto_refusal, plan
+from pytest_installperm.inplace import auto_refusal
+from pytest_installperm.inplace import layout as inplace_layout
 from pytest_installperm.interpreter import BaseInterpreter, running_base
-from pytest_installperm.locks import LockSpec
 from pytest_installperm.roles import is_under
 
 FALLBACK = "Defaulting to user installation because normal site-packages is not writeable"
@@ -358,9 +358,11 @@ def test_the_sessions_mode_comes_from_the_option(pytester: pytest.Pytester) -> N
     )
 
 
-def _layout(root: Path, *, data: str, headers: str, with_header: bool | None) -> dict[str, object]:
+def _install_tree(
+    root: Path, *, data: str, headers: str, with_header: bool | None
+) -> dict[str, object]:
     """A CPython's files laid out below ``root`` as a real install would have
-    them; returns plan()'s arguments for it (the real scheme as given)."""
+    them; returns layout()'s arguments for it (the real scheme as given)."""
     prefix = root / ("opt/py" if data == "prefix" else "usr")
     stdlib = prefix / "lib/python3.11"
     executable = prefix / "bin/python3.11"
@@ -408,22 +410,21 @@ def _layout(root: Path, *, data: str, headers: str, with_header: bool | None) ->
 def test_auto_goes_in_place_only_where_every_scheme_directory_is_replaced(
     tmp_path: Path, layout: dict[str, Any], left: str | None
 ) -> None:
-    args = _layout(tmp_path / "root", **layout)
+    args = _install_tree(tmp_path / "root", **layout)
     base, real = args["base"], args["real"]
     assert isinstance(base, BaseInterpreter) and isinstance(real, dict)
-    mounts = plan(base, real, tmp_path / "sb/prefix", tmp_path / "sb", (0, 0), LockSpec())
-    assert isinstance(mounts, InPlace), mounts
-    refusal = auto_refusal(mounts)
+    found = inplace_layout(base, real)  # what Session.layouts keeps per base
+    assert not isinstance(found, str), found
+    refusal = auto_refusal(found)
     if left is None:
         assert refusal is None, refusal
-        assert mounts.left_real == ()
-        bound = {target for _source, target in mounts.binds}
-        assert all(any(is_under(path, t) for t in bound) for path in real.values()), bound
+        assert found.left_real == ()
+        assert all(any(is_under(p, t) for t in found.targets) for p in real.values()), found
     else:
         assert refusal is not None
         why = "holds" if real[left].is_dir() else "is not a directory"
         assert f"scheme's {left} directory {real[left]} {why}" in refusal, refusal
-        assert not any(is_under(real[left], t) for _s, t in mounts.binds), mounts.binds
+        assert not any(is_under(real[left], t) for t in found.targets), found.targets
 
 
 def test_auto_on_this_interpreter_names_what_it_cannot_replace(installperm: InstallPerm) -> None:
