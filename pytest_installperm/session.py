@@ -438,7 +438,15 @@ class Session:
                     sandbox.remove()
                 return scheme_facts_of(data, sandbox)
 
-            what = {**template_key(base, readable=False), "kind": "in-place"}
+            from pytest_installperm.programs import python_identity
+
+            # Unlike a relocated copy, the real interpreter sees its own site
+            # directories (a .pth or sitecustomize there may move a scheme).
+            what = {
+                **template_key(base, readable=False),
+                "kind": "in-place",
+                "sites": python_identity(base.executable),
+            }
             self._schemes[key] = self._kept_schemes(what, probe, readable=False)
         return self._schemes[key]
 

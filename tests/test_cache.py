@@ -200,6 +200,37 @@ def test_the_in_place_scheme_probe_is_kept_across_sessions(
     assert paths[0] == paths[1]
 
 
+def test_the_in_place_scheme_probe_is_asked_again_when_the_bases_sites_change(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real interpreter sees its own site directories: a distribution
+    installed there (a .pth, a sitecustomize) is a new key, not the old answer."""
+    from pytest_installperm import programs
+    from pytest_installperm import session as session_module
+
+    asked: list[Path] = []
+    query = session_module.query_schemes
+
+    def counted(python: Path, *args: object, **kwargs: object) -> dict[str, object]:
+        asked.append(python)
+        return query(python, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(session_module, "query_schemes", counted)
+    identity = programs.python_identity
+    for changed in (False, False, True):
+        if changed:  # what installing into the base's site-packages does to its stat
+            monkeypatch.setattr(programs, "python_identity", lambda p: [*identity(p), "new"])
+        asked.clear()
+        session = Session(cache_dir=cache_dir)
+        factory = InstallPerm(session)
+        try:
+            factory.system(externally_managed=False, mode="in-place")
+        finally:
+            factory.close()
+            session.close()
+    assert asked, "the base's sites changed, yet its old answer was used"
+
+
 def test_concurrent_sessions_build_once(cache_dir: Path) -> None:
     cache = TemplateCache(cache_dir)
     calls: list[int] = []
