@@ -170,9 +170,9 @@ def test_the_scheme_probe_is_kept_whichever_uid_of_the_pool_ran_it(cache_dir: Pa
     assert entries(cache_dir) == built, "a session with another pool uid probed again"
 
 
-def test_the_in_place_scheme_probe_is_kept_across_sessions(
-    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _counted_scheme_probes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The interpreters the session asks for their schemes, in order (the
+    real probe still runs)."""
     from pytest_installperm import session as session_module
 
     asked: list[Path] = []
@@ -183,6 +183,13 @@ def test_the_in_place_scheme_probe_is_kept_across_sessions(
         return query(python, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(session_module, "query_schemes", counted)
+    return asked
+
+
+def test_the_in_place_scheme_probe_is_kept_across_sessions(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = _counted_scheme_probes(monkeypatch)
     paths = []
     for _ in range(2):
         session = Session(cache_dir=cache_dir)
@@ -206,16 +213,8 @@ def test_the_in_place_scheme_probe_is_asked_again_when_the_bases_sites_change(
     """The real interpreter sees its own site directories: a distribution
     installed there (a .pth, a sitecustomize) is a new key, not the old answer."""
     from pytest_installperm import programs
-    from pytest_installperm import session as session_module
 
-    asked: list[Path] = []
-    query = session_module.query_schemes
-
-    def counted(python: Path, *args: object, **kwargs: object) -> dict[str, object]:
-        asked.append(python)
-        return query(python, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(session_module, "query_schemes", counted)
+    asked = _counted_scheme_probes(monkeypatch)
     identity = programs.python_identity
     for changed in (False, False, True):
         if changed:  # what installing into the base's site-packages does to its stat
